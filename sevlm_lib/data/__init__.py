@@ -1,0 +1,1 @@
+"""Datasets: the ArtEmis loader, the synthetic ArtEmis-mini and torch datasets."""

@@ -1,0 +1,1 @@
+"""Model parts: vision tower, decoder, VAD encoder, heads, and SEVLM composing them."""
