@@ -1,0 +1,69 @@
+"""SEVLM's two heads and their losses: the VAD head (masked MSE) and the contrastive head (InfoNCE)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class VADHead(nn.Module):
+    """``Linear(d -> 3)`` on the decoder's last hidden states: predicts the VAD of the *next* token."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.proj = nn.Linear(d_model, 3)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.proj(hidden)
+
+
+def masked_vad_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the positions where ``mask`` is true (target VAD known), averaged over 3 dims.
+
+    ``pred``, ``target``: ``[N, T, 3]``; ``mask``: ``[N, T]`` bool. Returns 0 (with a gradient path) when no
+    position counts, so a batch without known words does not produce NaN.
+    """
+    m = mask.to(pred.dtype).unsqueeze(-1)
+    n = m.sum() * pred.shape[-1]
+    return ((pred - target) ** 2 * m).sum() / n.clamp_min(1.0)
+
+
+class ContrastiveScorer(nn.Module):
+    """An MLP scoring an (image, emotion, explanation) triple: concat(3d) -> d -> d -> d -> d -> 1, ReLU between."""
+
+    def __init__(self, d_model: int, n_hidden: int = 4):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = 3 * d_model
+        for _ in range(n_hidden):
+            layers += [nn.Linear(width, d_model), nn.ReLU()]
+            width = d_model
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, image: torch.Tensor, emotion: torch.Tensor, explanation: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([image, emotion, explanation], dim=-1)).squeeze(-1)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x [N, T, d]`` over the positions where ``mask [N, T]`` is true (padding never counts)."""
+    m = mask.to(x.dtype).unsqueeze(-1)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def derangement(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random permutation with no fixed point (Sattolo's algorithm: a uniformly random ``n``-cycle)."""
+    if n < 2:
+        raise ValueError(f"a derangement needs at least 2 items, got {n}: use batches of >= 2 artworks")
+    perm = torch.arange(n)
+    for i in range(n - 1, 0, -1):
+        j = int(torch.randint(0, i, (1,), generator=generator))
+        perm[i], perm[j] = perm[j].clone(), perm[i].clone()
+    return perm
+
+
+def contrastive_loss(pos: torch.Tensor, neg_emotion: torch.Tensor, neg_visual: torch.Tensor) -> torch.Tensor:
+    """InfoNCE over {positive, negative 1, negative 2}: ``-log(e^s+ / (e^s+ + e^s1 + e^s2))``, batch mean."""
+    logits = torch.stack([pos, neg_emotion, neg_visual], dim=-1)
+    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))

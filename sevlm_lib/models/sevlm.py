@@ -1,0 +1,330 @@
+"""SEVLM: a frozen CLIP vision tower, a GPT-2 decoder with cross-attention, and three switchable additions.
+
+``SEVLMConfig`` holds real boolean switches (the reference's ``argparse type=bool`` flags cannot be turned
+off: ``--flag False`` is still true). With every switch off the model *is* the NLX-GPT-style baseline: no
+extra parameters, the same loss.
+
+* ``vad_fusion``: per-token VAD -> causal VAD encoder -> concatenated to the word embedding at explanation
+  positions -> ``Linear(d + 3 -> d)``;
+* ``vad_head``: ``Linear(d -> 3)`` predicts the next token's VAD, masked MSE;
+* ``contrastive``: an MLP scores (image, emotion, explanation) against two kinds of negatives.
+
+Optional modules are created *after* the shared ones, so every variant built with the same seed starts
+from the same vision tower and decoder weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sevlm_lib.models.decoder import DecoderConfig, build_decoder
+from sevlm_lib.models.heads import (
+    ContrastiveScorer,
+    VADHead,
+    contrastive_loss,
+    derangement,
+    masked_mean,
+    masked_vad_mse,
+)
+from sevlm_lib.models.vad_encoder import LayerCache, VADEncoder, VADEncoderConfig
+from sevlm_lib.models.vision import (
+    CLIP_HUB_ID,
+    CLIP_REVISION,
+    VisionConfig,
+    VisionEncoder,
+    build_vision_encoder,
+)
+
+SWITCHES = ("vad_fusion", "vad_head", "contrastive")
+
+
+@dataclass
+class SEVLMConfig:
+    """Everything needed to rebuild a SEVLM (saved as JSON with every checkpoint)."""
+
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    vad_encoder: VADEncoderConfig = field(default_factory=VADEncoderConfig)
+    vocab_size: int = 0
+    pad_id: int = -1
+    emotion_segment_id: int = -1
+    explanation_segment_id: int = -1
+    vad_fusion: bool = False
+    vad_head: bool = False
+    contrastive: bool = False
+    vad_loss_weight: float = 1.0
+    contrastive_loss_weight: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SEVLMConfig:
+        sub = {"vision": VisionConfig, "decoder": DecoderConfig, "vad_encoder": VADEncoderConfig}
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown SEVLMConfig fields {sorted(unknown)}")
+        kw = {k: (sub[k](**v) if k in sub else v) for k, v in d.items()}
+        return cls(**kw)
+
+    def with_tokenizer(self, tokenizer: Any) -> SEVLMConfig:
+        """A copy whose vocabulary and special ids match ``tokenizer`` (a course tokenizer)."""
+        from sevlm_lib.text import EMOTION_SEGMENT, EXPLANATION_SEGMENT, PAD
+
+        ids = tokenizer.convert_tokens_to_ids
+        d = self.to_dict()
+        d.update(
+            vocab_size=len(tokenizer),
+            pad_id=ids(PAD),
+            emotion_segment_id=ids(EMOTION_SEGMENT),
+            explanation_segment_id=ids(EXPLANATION_SEGMENT),
+        )
+        return SEVLMConfig.from_dict(d)
+
+    def with_switches(self, **switches: bool | float) -> SEVLMConfig:
+        """A copy with some switches (or loss weights / VAD-encoder fields via ``vad_causal=``) changed."""
+        d = self.to_dict()
+        for k, v in switches.items():
+            if k == "vad_causal":
+                d["vad_encoder"]["causal"] = bool(v)
+            elif k in d and not isinstance(d[k], dict):
+                d[k] = v
+            else:
+                raise ValueError(f"unknown switch {k!r}: expected one of {SWITCHES}, loss weights or vad_causal")
+        return SEVLMConfig.from_dict(d)
+
+    @property
+    def variant(self) -> str:
+        """A short name: ``baseline``, ``+fusion``, ``+head``, ``+contrastive``, ``full`` or a ``+a+b`` mix."""
+        on = [s for s in SWITCHES if getattr(self, s)]
+        if not on:
+            return "baseline"
+        if len(on) == 3:
+            return "full"
+        short = {"vad_fusion": "fusion", "vad_head": "head", "contrastive": "contrastive"}
+        return "".join(f"+{short[s]}" for s in on)
+
+
+def tiny_config(**switches: bool | float) -> SEVLMConfig:
+    """The tiny profile: a ~0.1M-parameter random CLIP tower (64 px, 16 patches) and a 2-layer, 64-wide GPT-2."""
+    return SEVLMConfig().with_switches(**switches) if switches else SEVLMConfig()
+
+
+def full_config(**switches: bool | float) -> SEVLMConfig:
+    """The full profile: CLIP ViT-B/16 (frozen, 196 patches) and distilgpt2 with new cross-attention."""
+    cfg = SEVLMConfig(
+        vision=VisionConfig(hub_id=CLIP_HUB_ID, revision=CLIP_REVISION, image_size=224, patch_size=16,
+                            hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, frozen=True),
+        decoder=DecoderConfig(hub_id="distilgpt2", revision="2290a62682d06624634c1f46a6ad5be0f47f38aa",
+                              n_embd=768, n_layer=6, n_head=12, n_positions=1024),
+    )
+    return cfg.with_switches(**switches) if switches else cfg
+
+
+def random_weights(cfg: SEVLMConfig) -> SEVLMConfig:
+    """The same architecture with ``hub_id`` cleared, so it builds offline with random weights (benchmarks)."""
+    d = cfg.to_dict()
+    d["vision"]["hub_id"] = d["decoder"]["hub_id"] = None
+    return SEVLMConfig.from_dict(d)
+
+
+@dataclass
+class SEVLMOutput:
+    """What ``SEVLM.forward`` returns: the weighted total ``loss``, its named parts, logits and hidden states."""
+
+    loss: torch.Tensor
+    losses: dict[str, torch.Tensor]
+    logits: torch.Tensor
+    hidden_states: torch.Tensor
+    vad_pred: torch.Tensor | None = None
+    scores: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class DecodeState:
+    """Caches carried between incremental decoding steps."""
+
+    cache: Any = None
+    vad_cache: list[LayerCache] | None = None
+    past_len: int = 0
+
+
+class SEVLM(nn.Module):
+    """The model. ``forward(batch) -> SEVLMOutput``; see docs/architecture.md for the batch keys."""
+
+    def __init__(self, config: SEVLMConfig, vision: VisionEncoder | None = None, decoder: nn.Module | None = None):
+        super().__init__()
+        if config.vocab_size <= 0 or min(config.pad_id, config.emotion_segment_id, config.explanation_segment_id) < 0:
+            raise ValueError("SEVLMConfig has no vocabulary: call config.with_tokenizer(tokenizer) first")
+        self.config = config
+        self.vision = vision if vision is not None else build_vision_encoder(config.vision)
+        self.decoder = decoder if decoder is not None else build_decoder(config.decoder, config.vocab_size)
+        d = self.decoder.config.n_embd
+        dv = self.vision.hidden_size
+        self.image_proj: nn.Module = nn.Identity() if dv == d else nn.Linear(dv, d)
+        self.register_buffer("token_vad", torch.zeros(config.vocab_size, 3))
+        self.register_buffer("token_vad_known", torch.zeros(config.vocab_size, dtype=torch.bool))
+        if config.vad_fusion:
+            self.vad_encoder = VADEncoder(config.vad_encoder)
+            self.fusion = nn.Linear(d + 3, d)
+        if config.vad_head:
+            self.vad_head = VADHead(d)
+        if config.contrastive:
+            self.scorer = ContrastiveScorer(d)
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def d_model(self) -> int:
+        return self.decoder.config.n_embd
+
+    def set_token_vad(self, table: torch.Tensor, known: torch.Tensor) -> None:
+        """Install the ``[vocab, 3]`` token VAD table and its known-mask (from ``Lexicon.token_vad_table``)."""
+        if table.shape != self.token_vad.shape or known.shape != self.token_vad_known.shape:
+            raise ValueError(f"token VAD table of shape {tuple(table.shape)} does not match vocab {self.config.vocab_size}")
+        self.token_vad.copy_(table)
+        self.token_vad_known.copy_(known.bool())
+
+    def image_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Vision features ``[B, P, Dv]``: from the feature cache when the batch has them, else the live tower."""
+        key = "image_features" if "image_features" in batch else "pixel_values"
+        if key not in batch:
+            raise KeyError("the batch has neither 'pixel_values' nor 'image_features'")
+        if len(batch[key]) == 0:
+            raise ValueError(f"empty batch: '{key}' has no rows")
+        return batch[key] if key == "image_features" else self.vision(batch[key])
+
+    def encode_images(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The memory the decoder cross-attends to: ``[B, P, d]``."""
+        return self.image_proj(self.image_features(batch))
+
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        segment_ids: torch.Tensor,
+        explanation_segment: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        state: DecodeState | None = None,
+    ) -> torch.Tensor:
+        """Word embeddings (VAD-fused at explanation positions when switched on) + segment embeddings."""
+        wte = self.decoder.transformer.wte
+        words = wte(input_ids)
+        if self.config.vad_fusion:
+            vad = self.token_vad[input_ids]
+            if state is None:
+                enc, _ = self.vad_encoder(vad, attention_mask)
+            else:
+                enc, state.vad_cache = self.vad_encoder(vad, attention_mask, state.vad_cache, state.past_len)
+            fused = self.fusion(torch.cat([words, enc.to(words.dtype)], dim=-1))
+            words = torch.where(explanation_segment.unsqueeze(-1), fused, words)
+        return words + wte(segment_ids)
+
+    def decode(
+        self,
+        inputs_embeds: torch.Tensor,
+        memory: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        state: DecodeState | None = None,
+        output_attentions: bool = False,
+    ) -> Any:
+        """Run the GPT-2 trunk with cross-attention over ``memory``; returns the transformers output."""
+        kwargs: dict[str, Any] = {}
+        if state is not None:
+            kwargs.update(cache=state.cache, use_cache=True)
+            pos = torch.arange(state.past_len, state.past_len + inputs_embeds.shape[1], device=inputs_embeds.device)
+            kwargs["position_ids"] = pos[None].expand(inputs_embeds.shape[0], -1)
+        else:
+            kwargs["use_cache"] = False
+        if output_attentions:
+            kwargs["output_attentions"] = True
+        out = self.decoder.transformer(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            encoder_hidden_states=memory,
+            **kwargs,
+        )
+        if state is not None:
+            state.cache = out.cache
+            state.past_len += inputs_embeds.shape[1]
+        return out
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batch: dict[str, torch.Tensor]) -> SEVLMOutput:
+        cfg = self.config
+        ids, attn = batch["input_ids"], batch["attention_mask"]
+        expl_seg = batch["explanation_segment"]
+        memory_per_image = self.encode_images(batch)
+        image_index = batch.get("image_index")
+        if image_index is None:
+            image_index = torch.arange(ids.shape[0], device=ids.device)
+        memory = memory_per_image[image_index]
+        embeds = self.embed(ids, batch["segment_ids"], expl_seg, attn)
+        hidden = self.decode(embeds, memory, attn).last_hidden_state
+        logits = self.decoder.lm_head(hidden)
+        labels = batch["labels"]
+        xe = F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
+        losses = {"xe": xe}
+        total = xe
+        vad_pred = None
+        if cfg.vad_head:
+            vad_pred = self.vad_head(hidden)
+            nxt = ids[:, 1:]
+            mask = self.token_vad_known[nxt] & expl_seg[:, 1:] & attn[:, 1:].bool()
+            losses["vad"] = masked_vad_mse(vad_pred[:, :-1].float(), self.token_vad[nxt], mask)
+            total = total + cfg.vad_loss_weight * losses["vad"]
+        scores = None
+        if cfg.contrastive:
+            losses["contrastive"], scores = self._contrastive(batch, memory_per_image, image_index, hidden)
+            total = total + cfg.contrastive_loss_weight * losses["contrastive"]
+        return SEVLMOutput(total, losses, logits, hidden, vad_pred, scores)
+
+    def _contrastive(
+        self, batch: dict[str, torch.Tensor], memory: torch.Tensor, image_index: torch.Tensor, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        n_images, n_seq = memory.shape[0], hidden.shape[0]
+        expected = torch.arange(n_images, device=hidden.device).repeat_interleave(2)
+        if n_seq != 2 * n_images or not torch.equal(image_index, expected) or "pair_index" not in batch:
+            raise ValueError(
+                "the contrastive head needs pair batches: two annotations per artwork, ordered "
+                "[a0, a0', a1, a1', ...] with 'pair_index' (use data.datasets.PairDataset)"
+            )
+        image = memory.mean(1)[image_index]
+        emotion = masked_mean(hidden, batch["emotion_mask"])
+        explanation = masked_mean(hidden, batch["explanation_mask"])
+        pos = self.scorer(image, emotion, explanation)
+        neg_emotion = self.scorer(image, emotion, explanation[batch["pair_index"]])
+        other = derangement(n_images).to(hidden.device)
+        slot = torch.arange(n_seq, device=hidden.device) % 2
+        neg_visual = self.scorer(image, emotion, explanation[2 * other[image_index] + slot])
+        scores = {"pos": pos, "neg_emotion": neg_emotion, "neg_visual": neg_visual}
+        return contrastive_loss(pos, neg_emotion, neg_visual), scores
+
+    def parameter_groups(self, lr: float = 2e-5, vad_lr: float = 4e-5) -> list[dict[str, Any]]:
+        """AdamW groups: the VAD path (encoder + fusion) at ``vad_lr``, everything else trainable at ``lr``."""
+        vad_ids = set()
+        if self.config.vad_fusion:
+            vad_ids = {id(p) for m in (self.vad_encoder, self.fusion) for p in m.parameters()}
+        main = [p for p in self.parameters() if p.requires_grad and id(p) not in vad_ids]
+        groups = [{"name": "main", "params": main, "lr": lr}]
+        if vad_ids:
+            vad = [p for p in self.parameters() if id(p) in vad_ids]
+            groups.append({"name": "vad", "params": vad, "lr": vad_lr})
+        return groups
+
+    def count_parameters(self) -> dict[str, int]:
+        """Trainable and frozen parameter counts (tied weights counted once)."""
+        seen: set[int] = set()
+        out = {"trainable": 0, "frozen": 0}
+        for p in self.parameters():
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            out["trainable" if p.requires_grad else "frozen"] += p.numel()
+        return out

@@ -1,0 +1,60 @@
+"""Small shared builders for model tests: a tokenizer trained on a few sentences and a micro SEVLM."""
+
+from __future__ import annotations
+
+import torch
+
+from sevlm_lib.models.decoder import DecoderConfig
+from sevlm_lib.models.sevlm import SEVLM, SEVLMConfig
+from sevlm_lib.models.vad_encoder import VADEncoderConfig
+from sevlm_lib.models.vision import VisionConfig
+from sevlm_lib.text import SequenceBuilder, train_tiny_tokenizer
+
+TEXTS = [
+    "the dark cliffs tower over a tiny figure",
+    "bright yellow flowers make me smile",
+    "the jagged red shapes feel angry and loud",
+    "a calm blue sea under a soft sky",
+    "the lonely tree looks sad in the grey field",
+] * 20
+
+
+def tokenizer():
+    return train_tiny_tokenizer(TEXTS, vocab_size=400, min_frequency=1)
+
+
+def micro_config(tok, **switches) -> SEVLMConfig:
+    cfg = SEVLMConfig(
+        vision=VisionConfig(image_size=32, patch_size=16, hidden_size=32, num_layers=1, num_heads=2,
+                            intermediate_size=64),
+        decoder=DecoderConfig(n_embd=32, n_layer=2, n_head=2, n_positions=48, dropout=0.0),
+        vad_encoder=VADEncoderConfig(max_len=48, dropout=0.0),
+    ).with_tokenizer(tok)
+    return cfg.with_switches(**switches) if switches else cfg
+
+
+def micro_model(tok, seed: int = 0, **switches) -> SEVLM:
+    torch.manual_seed(seed)
+    model = SEVLM(micro_config(tok, **switches))
+    g = torch.Generator().manual_seed(123)
+    table = torch.rand(len(tok), 3, generator=g) * 2 - 1
+    known = torch.rand(len(tok), generator=g) > 0.3
+    model.set_token_vad(table * known[:, None], known)
+    return model
+
+
+def pair_batch(builder: SequenceBuilder, image_size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    seqs = [
+        builder.encode("awe", TEXTS[0]),
+        builder.encode("something else", TEXTS[1]),
+        builder.encode("anger", TEXTS[2]),
+        builder.encode("fear", TEXTS[4]),
+        builder.encode("contentment", TEXTS[3]),
+        builder.encode("sadness", TEXTS[4]),
+    ]
+    batch = builder.collate(seqs)
+    batch["pixel_values"] = torch.randn(3, 3, image_size, image_size, generator=g)
+    batch["image_index"] = torch.arange(3).repeat_interleave(2)
+    batch["pair_index"] = torch.arange(6) ^ 1
+    return batch
