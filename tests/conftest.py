@@ -1,0 +1,102 @@
+"""Shared test setup: offline hub access and small real-format ArtEmis CSVs written to ``tmp_path``."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+# Tests never reach the Hugging Face hub; without these a failed hub call can hang for ~30 s.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ARTEMIS_HEADER: tuple[str, ...] = ("art_style", "painting", "emotion", "utterance", "repetition")
+CONTRASTIVE_HEADER: tuple[str, ...] = (*ARTEMIS_HEADER, "anchor_painting")
+
+# Rows in the exact ArtEmis v1.0 format. Painting names "nan" and "1" must survive loading as strings.
+ARTEMIS_ROWS: tuple[tuple[str, ...], ...] = (
+    (
+        "Impressionism",
+        "claude-monet_water-lilies-1919",
+        "contentment",
+        "the calm water makes me feel at peace",
+        "5",
+    ),
+    ("Impressionism", "claude-monet_water-lilies-1919", "contentment", "soft colours and quiet light", "5"),
+    ("Impressionism", "claude-monet_water-lilies-1919", "awe", "the pond seems endless", "5"),
+    ("Impressionism", "claude-monet_water-lilies-1919", "something else", "it reminds me of my garden", "5"),
+    ("Impressionism", "claude-monet_water-lilies-1919", "contentment", "a lovely, peaceful scene", "5"),
+    (
+        "Romanticism",
+        "francisco-goya_saturn-devouring-his-son-1823",
+        "fear",
+        "the wild eyes are terrifying",
+        "5",
+    ),
+    ("Romanticism", "francisco-goya_saturn-devouring-his-son-1823", "disgust", "he is eating a body", "5"),
+    ("Romanticism", "francisco-goya_saturn-devouring-his-son-1823", "fear", "dark and violent", "5"),
+    ("Romanticism", "francisco-goya_saturn-devouring-his-son-1823", "fear", "a monster in the dark", "5"),
+    ("Romanticism", "francisco-goya_saturn-devouring-his-son-1823", "sadness", "such a cruel fate", "5"),
+    ("Baroque", "nan", "sadness", 'the grey tones feel "heavy", like loss', "5"),
+    ("Baroque", "nan", "sadness", "everyone looks tired", "5"),
+    ("Baroque", "nan", "sadness", "mourning people", "5"),
+    ("Baroque", "nan", "sadness", "a sad farewell", "5"),
+    ("Baroque", "nan", "sadness", "the light is fading", "5"),
+    ("Cubism", "1", "amusement", "the funny shapes make me smile", "5"),
+    ("Cubism", "1", "excitement", "bright, jumping colours", "5"),
+    ("Cubism", "1", "anger", "a mess of lines that annoys me", "5"),
+    ("Cubism", "1", "amusement", "a face made of boxes", "5"),
+    ("Cubism", "1", "excitement", "so much energy", "5"),
+)
+
+
+def write_rows(path: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> Path:
+    """Write a CSV the way ArtEmis ships it (comma separated, minimal quoting, ``\\n`` line ends)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path) -> Callable[..., Path]:
+    """``write_csv(name, rows, header=ARTEMIS_HEADER) -> Path`` under ``tmp_path``."""
+
+    def _write(name: str, rows: Sequence[Sequence[str]], header: Sequence[str] = ARTEMIS_HEADER) -> Path:
+        return write_rows(tmp_path / name, header, rows)
+
+    return _write
+
+
+@pytest.fixture
+def artemis_rows() -> tuple[tuple[str, ...], ...]:
+    """The rows of :func:`artemis_csv` (art_style, painting, emotion, utterance, repetition), all strings."""
+    return ARTEMIS_ROWS
+
+
+@pytest.fixture
+def artemis_csv(tmp_path: Path) -> Path:
+    """A 20-annotation, 4-artwork ``artemis_dataset_release_v0.csv`` in the real v1.0 format."""
+    return write_rows(tmp_path / "artemis_dataset_release_v0.csv", ARTEMIS_HEADER, ARTEMIS_ROWS)
+
+
+@pytest.fixture
+def contrastive_csv(tmp_path: Path) -> Path:
+    """A small ``Contrastive.csv`` in the v2.0 format (the v1 columns plus ``anchor_painting``)."""
+    rows = [
+        (
+            "Impressionism",
+            f"pierre-auguste-renoir_picnic-{i}",
+            emotion,
+            f"people enjoying the day {i}",
+            "5",
+            "claude-monet_water-lilies-1919",
+        )
+        for i, emotion in enumerate(["fear", "anger", "disgust", "sadness", "fear", "anger"])
+    ]
+    return write_rows(tmp_path / "Contrastive.csv", CONTRASTIVE_HEADER, rows)
