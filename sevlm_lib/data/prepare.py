@@ -1,0 +1,60 @@
+"""Prepare the course's data: ``python -m sevlm_lib.data.prepare`` (what ``make data`` runs).
+
+Fetches and caches the Warriner VAD norms (the course's only download, see :mod:`sevlm_lib.vad`) and
+generates the synthetic ArtEmis-mini under ``Settings.mini_dir`` (reused when already there), then prints
+where each lives. Paths come from the ``SEVLM_*`` environment variables (:mod:`sevlm_lib.settings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sevlm_lib.data.prepare",
+        description="Fetch the Warriner VAD lexicon and generate the synthetic ArtEmis-mini dataset.",
+    )
+    parser.add_argument(
+        "--n-artworks", type=int, default=1500, help="artworks in ArtEmis-mini (default 1500)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=2024, help="generator seed of ArtEmis-mini (default 2024)"
+    )
+    parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help="fail with instructions instead of downloading the lexicon when it is not cached",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the preparation; returns the process exit code (0 on success, 1 when a file is missing)."""
+    args = _parser().parse_args(argv)
+    if args.n_artworks < 1:
+        print(f"--n-artworks must be at least 1, got {args.n_artworks}", file=sys.stderr)
+        return 2
+    from sevlm_lib.data.mini import ensure_artemis_mini, mini_image_root
+    from sevlm_lib.settings import get_settings
+    from sevlm_lib.vad import load_lexicon, warriner_csv_path
+
+    settings = get_settings()
+    try:
+        lexicon = load_lexicon("warriner", settings=settings, allow_download=not args.no_download)
+    except FileNotFoundError as err:  # MissingFileError says what to fetch and where
+        print(str(err), file=sys.stderr)
+        return 1
+    print(
+        f"[sevlm] VAD lexicon: {lexicon.name}, {len(lexicon.entries)} words, at {warriner_csv_path(settings=settings)}"
+    )
+    csv_path = ensure_artemis_mini(settings, n_artworks=args.n_artworks, seed=args.seed, lexicon=lexicon)
+    print(f"[sevlm] ArtEmis-mini (synthetic): {csv_path}")
+    print(f"[sevlm] ArtEmis-mini images: {mini_image_root(settings)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
