@@ -1,0 +1,414 @@
+"""Recipes shared by the notebooks and the command line: load the course data, build, train, evaluate.
+
+Both profiles go through the same functions; only the :class:`Recipe` and the data paths differ.
+
+* ``load_course_data(settings)`` -> :class:`CourseData` (annotations with splits, per-artwork histograms,
+  tokenizer, sequence builder, VAD lexicon and token VAD table, images);
+* ``build_model(data, config, seed)`` -> a SEVLM with the token VAD table installed;
+* ``train_model(data, config, recipe, seed, name)`` -> trained model + history ("load if finished, else train");
+* ``evaluate_model(model, data, split)`` -> metrics + a per-artwork predictions table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sevlm_lib.data import artemis
+from sevlm_lib.data.datasets import (
+    ArtworkKey,
+    ImageSource,
+    PairBatches,
+    TensorBank,
+    feature_bank,
+    load_pixel_bank,
+)
+from sevlm_lib.emotions import EMOTIONS
+from sevlm_lib.models.sevlm import SEVLM, SEVLMConfig, full_config, tiny_config
+from sevlm_lib.models.vision import image_transform
+from sevlm_lib.settings import Settings, get_settings, seed_everything
+from sevlm_lib.text import SequenceBuilder, load_gpt2_tokenizer, save_tokenizer_info, tiny_tokenizer
+
+MIN_WORDS, MAX_WORDS = 5, 30  # ArtEmis's own preprocessing keeps utterances of 5..30 tokens
+
+
+@dataclass
+class Recipe:
+    """How to train: optimiser, batch, steps. ``tiny`` trains from scratch (higher LR); ``full`` fine-tunes."""
+
+    lr: float = 3e-3
+    vad_lr: float = 6e-3
+    batch_size: int = 32  # artworks per batch (= 2x sequences)
+    max_steps: int = 600
+    eval_every: int | None = None
+    max_grad_norm: float = 1.0
+    max_len: int = 30
+    max_new_tokens: int = 25
+    mixed_precision: str = "auto"
+    checkpoint_every: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def recipe_for(profile: str, **overrides: Any) -> Recipe:
+    """The default recipe of a profile, with overrides. ``full`` is the paper's: LR 2e-5/4e-5, batch 32."""
+    if profile == "full":
+        base = Recipe(lr=2e-5, vad_lr=4e-5, batch_size=32, max_steps=35 * 6000, eval_every=2000,
+                      checkpoint_every=1000)
+    elif profile == "tiny":
+        base = Recipe()
+    else:
+        raise ValueError(f"unknown profile {profile!r}: expected 'tiny' or 'full'")
+    return Recipe(**{**base.to_dict(), **overrides})
+
+
+def model_config_for(profile: str, **switches: Any) -> SEVLMConfig:
+    """The architecture of a profile (``tiny_config`` or ``full_config``) with switches."""
+    return full_config(**switches) if profile == "full" else tiny_config(**switches)
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+@dataclass
+class CourseData:
+    """Everything a notebook needs about the data, loaded once."""
+
+    settings: Settings
+    annotations: pd.DataFrame
+    artworks: pd.DataFrame
+    tokenizer: Any
+    builder: SequenceBuilder
+    lexicon: Any
+    token_vad: tuple[torch.Tensor, torch.Tensor]
+    images: ImageSource
+    image_size: int
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def profile(self) -> str:
+        return self.settings.profile
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the annotations and tokenizer, so checkpoints are reused only for the same data."""
+        h = hashlib.sha256()
+        cols = ["art_style", "painting", "emotion", "utterance", "split"]
+        h.update(pd.util.hash_pandas_object(self.annotations[cols], index=False).values.tobytes())
+        h.update(str(len(self.tokenizer)).encode())
+        h.update(str(self.image_size).encode())
+        return h.hexdigest()[:16]
+
+    def split(self, name: str) -> pd.DataFrame:
+        """The annotations of one split (``train``, ``val``, ``test`` or ``rest``)."""
+        return self.annotations[self.annotations["split"] == name]
+
+    def pair_items(self, split: str = "train") -> list[artemis.ArtworkAnnotations]:
+        return artemis.pair_items(self.split(split))
+
+    def artwork_keys(self, split: str) -> list[ArtworkKey]:
+        rows = self.artworks[self.artworks["split"] == split]
+        return list(zip(rows["art_style"], rows["painting"], strict=True))
+
+    def references(self, split: str) -> dict[ArtworkKey, list[str]]:
+        """All human explanations of each artwork of a split."""
+        df = self.split(split)
+        return {k: list(g["utterance"]) for k, g in df.groupby(["art_style", "painting"], sort=True)}
+
+    def gold(self, split: str, rule: str = "artemis") -> dict[ArtworkKey, str | None]:
+        rows = self.artworks[self.artworks["split"] == split]
+        col = "dominant" if rule == "artemis" else f"dominant_{rule}"
+        return dict(zip(zip(rows["art_style"], rows["painting"], strict=True), rows[col], strict=True))
+
+
+def _filter_lengths(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    n_words = df["utterance"].map(word_count)
+    short, long = n_words < MIN_WORDS, n_words > MAX_WORDS
+    dropped = {"too_short": int(short.sum()), "too_long": int(long.sum())}
+    return df[~(short | long)].reset_index(drop=True), dropped
+
+
+def load_course_data(
+    settings: Settings | None = None,
+    *,
+    image_size: int | None = None,
+    max_len: int = 30,
+    lexicon: Any = None,
+    progress: bool | None = None,
+) -> CourseData:
+    """Load annotations, splits, tokenizer, lexicon and images for the settings' profile.
+
+    tiny: ArtEmis-mini (generated on first use), a BPE trained on its training explanations, 64-px images
+    held in memory. full: the ArtEmis CSV and WikiArt images from settings, GPT-2's tokenizer, images read
+    lazily (or use the CLIP feature cache). Utterances under 5 or over 30 words are dropped as in ArtEmis's
+    preprocessing, and the counts are reported in ``dropped``.
+    """
+    from sevlm_lib.data.datasets import LazyImages
+    from sevlm_lib.vad import load_lexicon
+
+    settings = settings or get_settings()
+    progress = (not settings.quiet) if progress is None else progress
+    if settings.profile == "tiny":
+        from sevlm_lib.data.mini import ensure_artemis_mini, mini_image_root
+
+        csv = ensure_artemis_mini(settings)
+        image_root = mini_image_root(settings)
+        image_size = image_size or tiny_config().vision.image_size
+    else:
+        csv = settings.artemis_csv
+        image_root = settings.wikiart_dir
+        image_size = image_size or full_config().vision.image_size
+    raw = artemis.load_artemis(csv)
+    df, dropped = _filter_lengths(raw)
+    df = artemis.split_artemis(df, seed=2021)
+    hist = artemis.emotion_histograms(df)
+    split_of = df.drop_duplicates(["art_style", "painting"]).set_index(["art_style", "painting"])["split"]
+    hist["split"] = [split_of[(a, p)] for a, p in zip(hist["art_style"], hist["painting"], strict=True)]
+    hist["dominant"] = artemis.dominant_emotions(hist, rule="artemis")
+    hist["dominant_strict"] = artemis.dominant_emotions(hist, rule="strict")
+    hist["entropy"] = artemis.annotator_entropy(hist)
+    if settings.profile == "tiny":
+        tokenizer = tiny_tokenizer(list(df.loc[df["split"] == "train", "utterance"]), settings.cache_dir)
+    else:
+        tokenizer = load_gpt2_tokenizer()
+    builder = SequenceBuilder(tokenizer, max_len=max_len)
+    lexicon = lexicon if lexicon is not None else load_lexicon(
+        "nrc" if settings.profile == "full" and settings.nrc_vad.is_file() else "warriner", settings=settings
+    )
+    token_vad = lexicon.token_vad_table(tokenizer)
+    resolver = artemis.ImageResolver(image_root)
+    transform = image_transform(image_size)
+    keys = list(zip(hist["art_style"], hist["painting"], strict=True))
+    if settings.profile == "tiny":
+        images: ImageSource = load_pixel_bank(keys, resolver, transform, progress=progress)
+    else:
+        images = LazyImages(resolver, transform)
+    return CourseData(settings, df, hist, tokenizer, builder, lexicon, token_vad, images, image_size, dropped)
+
+
+def build_model(data: CourseData, config: SEVLMConfig, seed: int) -> SEVLM:
+    """A fresh SEVLM for ``data``'s tokenizer, seeded, with the token VAD table installed."""
+    seed_everything(seed)
+    cfg = config.with_tokenizer(data.tokenizer)
+    if cfg.vision.image_size != data.image_size:
+        d = cfg.to_dict()
+        d["vision"]["image_size"] = data.image_size
+        cfg = SEVLMConfig.from_dict(d)
+    model = SEVLM(cfg)
+    model.set_token_vad(*data.token_vad)
+    return model
+
+
+def image_source_for(model: SEVLM, data: CourseData, use_features: bool = True) -> ImageSource:
+    """Cached frozen-tower features when possible, else the raw images (the live encoder).
+
+    Images held in memory (tiny profile) are encoded once into an in-memory bank; images read lazily (full
+    profile) come from a matching on-disk feature cache (``sevlm_lib.features``: same encoder weights, every
+    artwork present) when one exists under ``{cache_dir}/features``.
+    """
+    if use_features and model.config.vision.frozen:
+        if isinstance(data.images, TensorBank):
+            return feature_bank(model.vision, data.images)
+        from sevlm_lib.features import find_feature_cache
+
+        keys = list(zip(data.artworks["art_style"], data.artworks["painting"], strict=True))
+        cache = find_feature_cache(data.settings, model.config, vision=model.vision, keys=keys)
+        if cache is not None:
+            return cache
+    return data.images
+
+
+@dataclass
+class TrainedModel:
+    model: SEVLM
+    history: Any
+    name: str
+    seed: int
+    checkpoint_dir: Path
+    train_seconds: float
+
+
+def train_model(
+    data: CourseData,
+    config: SEVLMConfig,
+    recipe: Recipe,
+    *,
+    seed: int,
+    name: str,
+    use_features: bool = True,
+    eval_fn: Any = None,
+    resume: bool = True,
+) -> TrainedModel:
+    """Train one variant on the training split's two-annotation items ("load if finished, else train").
+
+    Every variant (baseline included) sees the same pair batches, so ablations differ only in the model.
+    Checkpoints go to ``{checkpoint_dir}/{name}/seed-{seed}`` and logs to ``{runs_dir}/train/{name}/seed-{seed}``.
+    """
+    from sevlm_lib.training import TrainConfig, train_or_load
+
+    settings = data.settings
+    model = build_model(data, config, seed)
+    source = image_source_for(model, data, use_features)
+    batches = PairBatches(data.pair_items("train"), data.builder, source, batch_size=recipe.batch_size, seed=seed)
+    train_cfg = TrainConfig(
+        seed=seed,
+        max_steps=recipe.max_steps,
+        lr=recipe.lr,
+        max_grad_norm=recipe.max_grad_norm,
+        eval_every=recipe.eval_every,
+        checkpoint_every=recipe.checkpoint_every,
+        mixed_precision=recipe.mixed_precision,
+        device=settings.device,
+    )
+    ckpt = settings.checkpoint_dir / name / f"seed-{seed}"
+    run_dir = settings.runs_dir / "train" / name / f"seed-{seed}"
+
+    def save_extra(folder: Path) -> None:
+        save_tokenizer_info(data.tokenizer, folder / "tokenizer")
+        (folder / "model_config.json").write_text(json.dumps(model.config.to_dict(), indent=1))
+
+    t0 = time.perf_counter()
+    history = train_or_load(
+        model,
+        train_cfg,
+        batches.batches,
+        len(batches),
+        checkpoint_dir=ckpt,
+        run_dir=run_dir,
+        eval_fn=eval_fn,
+        param_groups=model.parameter_groups(recipe.lr, recipe.vad_lr),
+        save_extra=save_extra,
+        fingerprint_extra={"model": model.config.to_dict(), "data": data.fingerprint, "recipe": recipe.to_dict()},
+        quiet=settings.quiet,
+    )
+    seconds = float(getattr(history, "train_seconds", None) or (time.perf_counter() - t0))
+    model.eval()
+    return TrainedModel(model, history, name, seed, ckpt, seconds)
+
+
+def generate_for_split(
+    model: SEVLM, data: CourseData, split: str = "test", *, batch_size: int = 128, max_new_tokens: int = 25,
+    use_features: bool = True,
+) -> pd.DataFrame:
+    """Greedy generations for every artwork of a split: one row per artwork with emotion and explanation."""
+    from sevlm_lib.generation import emotion_distribution, generate
+
+    keys = data.artwork_keys(split)
+    source = image_source_for(model, data, use_features)
+    device = next(model.decoder.parameters()).device
+    rows: list[dict[str, Any]] = []
+    for i in range(0, len(keys), batch_size):
+        chunk = keys[i : i + batch_size]
+        batch = {k: v.to(device) for k, v in source.batch(chunk).items()}
+        gen = generate(model, data.builder, batch, max_new_tokens=max_new_tokens)
+        probs = emotion_distribution(model, data.builder, batch).cpu().numpy()
+        for k, p, pr in zip(chunk, gen.parsed, probs, strict=True):
+            rows.append({"art_style": k[0], "painting": k[1], "text": p.text, "emotion": p.emotion,
+                         "explanation": p.explanation, "has_because": p.has_because,
+                         "p_max_emotion": EMOTIONS[int(np.argmax(pr))], **{f"p_{e}": float(x) for e, x in zip(EMOTIONS, pr, strict=True)}})
+    return pd.DataFrame(rows)
+
+
+def evaluate_model(
+    model: SEVLM,
+    data: CourseData,
+    split: str = "test",
+    *,
+    scorer: Any = None,
+    classifier: Any = None,
+    max_new_tokens: int = 25,
+    predictions: pd.DataFrame | None = None,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Emo-A (both rules), BLEU-1..4/ROUGE-L/CIDEr (+METEOR with a METEOR-enabled ``scorer``), VAD error,
+    Emo-Align (when a ``classifier`` is given) and diversity, on the explanations only."""
+    from sevlm_lib import metrics
+
+    preds = predictions if predictions is not None else generate_for_split(
+        model, data, split, max_new_tokens=max_new_tokens)
+    keys = list(zip(preds["art_style"], preds["painting"], strict=True))
+    gold = data.gold(split, "artemis")
+    gold_strict = data.gold(split, "strict")
+    refs = data.references(split)
+    out: dict[str, float] = {
+        "emo_acc": metrics.emotion_accuracy(list(preds["emotion"]), [gold[k] for k in keys]),
+        "emo_acc_strict": metrics.emotion_accuracy(list(preds["emotion"]), [gold_strict[k] for k in keys]),
+        "emo_acc_dist": metrics.emotion_accuracy(list(preds["p_max_emotion"]), [gold[k] for k in keys]),
+        "valid_emotion": float(preds["emotion"].notna().mean()),
+    }
+    own = scorer or metrics.CaptionScorer(tokenizer="simple", meteor=False)
+    expl = {k: (e if e else "") for k, e in zip(keys, preds["explanation"], strict=True)}
+    caption = own.score(expl, {k: refs[k] for k in keys})
+    out.update({k: caption[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "meteor")
+                if caption.get(k) is not None})
+    vad = metrics.vad_error_report(list(expl.values()), [refs[k] for k in keys], data.lexicon)
+    out["vad_err"] = vad.error
+    if classifier is not None:
+        out["emo_align"] = metrics.emo_align(classifier, list(expl.values()), [gold[k] for k in keys])
+    div = metrics.diversity(list(expl.values()), data.split("train")["utterance"])
+    out.update({f"div_{k}": v for k, v in div.items()})
+    out["n_artworks"] = float(len(keys))
+    return out, preds
+
+
+def train_emotion_classifier(data: CourseData, seed: int = 0) -> Any:
+    """The Emo-Align classifier, trained on the training split's human explanations (cached in cache_dir)."""
+    from sevlm_lib.metrics import EmotionClassifier
+
+    folder = data.settings.cache_dir / "emo_align" / f"{data.fingerprint}-seed{seed}"
+    if (folder / "config.json").is_file():
+        return EmotionClassifier.load(folder)
+    train = data.split("train")
+    clf = EmotionClassifier()
+    clf.fit(list(train["utterance"]), list(train["emotion"]), seed=seed)
+    clf.save(folder)
+    return clf
+
+
+def majority_accuracy(data: CourseData, split: str = "test", rule: str = "artemis") -> float:
+    """Accuracy of always predicting the most frequent dominant emotion of the training artworks."""
+    train_gold = [g for g in data.gold("train", rule).values() if g is not None]
+    top = pd.Series(train_gold).value_counts().index[0]
+    gold = [g for g in data.gold(split, rule).values() if g is not None]
+    return float(np.mean([g == top for g in gold]))
+
+
+def write_metrics(settings: Settings, notebook: str, values: dict[str, Any]) -> Path:
+    """Write ``{runs_dir}/{notebook}/metrics.json`` (sorted keys, atomically)."""
+    folder = settings.run_dir(notebook)
+    path = folder / "metrics.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(values, indent=1, sort_keys=True, default=_jsonable))
+    tmp.replace(path)
+    return path
+
+
+def read_metrics(settings: Settings, notebook: str) -> dict[str, Any] | None:
+    path = settings.runs_dir / notebook / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"cannot write {type(x).__name__} to metrics.json")
+
+
+def seeds_table(rows: Sequence[dict[str, Any]], metrics_: Sequence[str]) -> pd.DataFrame:
+    """Mean and std over seeds per variant: rows of ``{"variant":..., "seed":..., metric: value}``."""
+    df = pd.DataFrame(rows)
+    agg = df.groupby("variant", sort=False)[list(metrics_)].agg(["mean", "std"])
+    return agg

@@ -1,0 +1,58 @@
+"""The recipe layer end to end on a small ArtEmis-mini: load, train a few steps, resume/load, evaluate."""
+
+from __future__ import annotations
+
+import pytest
+
+from sevlm_lib import experiments as ex
+from sevlm_lib.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("course")
+    real = Settings.from_env()
+    settings = Settings.from_env(
+        data_dir=root / "data", cache_dir=real.cache_dir, runs_dir=root / "runs",
+        checkpoint_dir=root / "runs" / "checkpoints", quiet=True,
+    )
+    from sevlm_lib.data.mini import ensure_artemis_mini
+
+    ensure_artemis_mini(settings, n_artworks=160)
+    return ex.load_course_data(settings, progress=False)
+
+
+def test_course_data(small_data):
+    d = small_data
+    assert set(d.annotations["split"]) <= {"train", "val", "test", "rest"}
+    assert len(d.artworks) == d.annotations.groupby(["art_style", "painting"]).ngroups
+    assert d.token_vad[0].shape == (len(d.tokenizer), 3)
+    assert d.token_vad[1].any()
+    refs = d.references("test")
+    assert refs and all(len(v) >= 1 for v in refs.values())
+    assert 0 < ex.majority_accuracy(d) < 1
+
+
+def test_train_load_and_evaluate(small_data):
+    recipe = ex.recipe_for("tiny", max_steps=4, batch_size=8)
+    cfg = ex.model_config_for("tiny", vad_fusion=True, vad_head=True, contrastive=True)
+    first = ex.train_model(small_data, cfg, recipe, seed=0, name="t-full")
+    assert first.history.finished and len(first.history.steps) == 4
+    assert {"xe", "vad", "contrastive"} <= set(first.history.steps[-1])
+    # a finished run is loaded, not retrained: same weights
+    again = ex.train_model(small_data, cfg, recipe, seed=0, name="t-full")
+    for (n, a), (_, b) in zip(first.model.state_dict().items(), again.model.state_dict().items(), strict=True):
+        assert (a == b).all(), n
+    metrics, preds = ex.evaluate_model(again.model, small_data, "test", max_new_tokens=6)
+    assert len(preds) == len(small_data.artwork_keys("test"))
+    for k in ("emo_acc", "emo_acc_strict", "bleu4", "vad_err", "div_distinct"):
+        assert k in metrics
+    path = ex.write_metrics(small_data.settings, "99_test", {"emo_acc": metrics["emo_acc"]})
+    assert ex.read_metrics(small_data.settings, "99_test") == {"emo_acc": metrics["emo_acc"]}
+    assert path.name == "metrics.json"
+
+
+def test_recipes():
+    assert ex.recipe_for("full").lr == 2e-5 and ex.recipe_for("full").vad_lr == 4e-5
+    with pytest.raises(ValueError, match="unknown profile"):
+        ex.recipe_for("huge")
