@@ -412,3 +412,59 @@ def seeds_table(rows: Sequence[dict[str, Any]], metrics_: Sequence[str]) -> pd.D
     df = pd.DataFrame(rows)
     agg = df.groupby("variant", sort=False)[list(metrics_)].agg(["mean", "std"])
     return agg
+
+
+SEEDS: tuple[int, ...] = (0, 1, 2)
+
+
+def run_name(config: SEVLMConfig) -> str:
+    """The checkpoint/run name of a variant, shared by every notebook (so a run trained once is reused)."""
+    name = config.variant
+    if config.vad_fusion and not config.vad_encoder.causal:
+        name += "-noncausal"
+    return name
+
+
+def train_and_evaluate(
+    data: CourseData,
+    config: SEVLMConfig,
+    seeds: Sequence[int] = SEEDS,
+    recipe: Recipe | None = None,
+    *,
+    split: str = "test",
+    classifier: Any = None,
+    name: str | None = None,
+) -> list[dict[str, Any]]:
+    """Train (or load) one variant for each seed and evaluate it; one row of metrics per seed.
+
+    Evaluations are cached in ``{runs_dir}/eval/{name}/seed-{seed}.json`` next to the checkpoint they came from
+    (keyed by the data fingerprint), so the comparison notebook reads them back in seconds.
+    """
+    recipe = recipe or recipe_for(data.profile)
+    name = name or run_name(config)
+    classifier = classifier if classifier is not None else train_emotion_classifier(data)
+    rows = []
+    for seed in seeds:
+        cache = data.settings.runs_dir / "eval" / name / f"seed-{seed}.json"
+        trained = train_model(data, config, recipe, seed=seed, name=name)
+        key = {"data": data.fingerprint, "recipe": recipe.to_dict(), "split": split,
+               "model": trained.model.config.to_dict()}
+        if cache.is_file():
+            saved = json.loads(cache.read_text())
+            if saved.get("key") == key:
+                rows.append(saved["row"])
+                continue
+        metrics, _ = evaluate_model(trained.model, data, split, classifier=classifier,
+                                    max_new_tokens=recipe.max_new_tokens)
+        row = {"variant": name, "seed": seed, "train_seconds": trained.train_seconds,
+               "n_params": trained.model.count_parameters()["trainable"], **metrics}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"key": key, "row": row}, indent=1, default=_jsonable))
+        rows.append(row)
+    return rows
+
+
+def load_trained(data: CourseData, config: SEVLMConfig, seed: int, recipe: Recipe | None = None,
+                 name: str | None = None) -> TrainedModel:
+    """The trained model of a variant and seed (trains it first when no finished run exists)."""
+    return train_model(data, config, recipe or recipe_for(data.profile), seed=seed, name=name or run_name(config))
