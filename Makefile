@@ -7,13 +7,15 @@ STAMP := $(VENV)/.installed
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 TEST_RUNS := $(CURDIR)/.test-runs
 
-.PHONY: setup course test lint data lab student bench clean help
+.PHONY: setup course test lint data lab student readme bench clean help
 
 help:
 	@echo "make course   set up, then run every notebook in order, headless, on the built-in data"
 	@echo "make test     set up, then run the unit tests and every notebook under pytest --nbval"
 	@echo "make lab      set up, then open the course in JupyterLab"
 	@echo "make data     generate ArtEmis-mini and fetch the Warriner VAD lexicon (the only download)"
+	@echo "make student  write student/ copies: outputs cleared, exercise solutions replaced by stubs"
+	@echo "make bench    speed and memory benchmarks against the reference approach (CPU set)"
 	@echo "make lint     ruff over the library, tests and notebooks"
 
 $(BIN)/python:
@@ -38,6 +40,12 @@ test: setup
 	$(OFFLINE) SEVLM_QUIET=1 SEVLM_RUNS_DIR=$(TEST_RUNS) MPLBACKEND=Agg \
 	  $(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
 	  --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout=1200 -p no:randomly
+
+student: setup
+	$(BIN)/python -m sevlm_lib.student copies
+
+readme: setup
+	$(BIN)/python -m sevlm_lib.student readme
 
 lint: setup
 	$(BIN)/ruff check sevlm_lib tests benchmarks notebooks

@@ -2,14 +2,13 @@
 
 ``python -m sevlm_lib.course run`` executes ``notebooks/NN_*.ipynb`` headless, in order, into
 ``{runs_dir}/executed/`` (the committed notebooks are not touched) and records each notebook's minutes in
-``{runs_dir}/course_timings.json``, which ``python -m sevlm_lib.course readme`` writes into the README table.
+``docs/timings.json``, from which the README's notebook table is rewritten (minutes measured, never typed).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
-import json
 import platform
 import sys
 import time
@@ -81,11 +80,12 @@ def run_course(settings: Settings | None = None, only: Sequence[str] = (), timeo
             nbformat.write(nb, out_dir / nb_path.name)
         timings[nb_path.stem] = round((time.perf_counter() - t0) / 60, 2)
         print(f"  done in {timings[nb_path.stem]:.1f} min", flush=True)
-    path = settings.runs_dir / "course_timings.json"
-    old = json.loads(path.read_text()) if path.is_file() else {}
-    old.update({"minutes": {**old.get("minutes", {}), **timings}, "machine": _machine()})
-    path.write_text(json.dumps(old, indent=1, sort_keys=True))
-    print(f"timings written to {path}")
+    from sevlm_lib.student import record_timings, update_readme
+
+    root = find_course_root() or Path.cwd()
+    path = record_timings(root, timings, _machine())
+    update_readme(root)
+    print(f"timings written to {path} and the README's notebook table")
     return timings
 
 

@@ -100,3 +100,12 @@ def contrastive_csv(tmp_path: Path) -> Path:
         for i, emotion in enumerate(["fear", "anger", "disgust", "sadness", "fear", "anger"])
     ]
     return write_rows(tmp_path / "Contrastive.csv", CONTRASTIVE_HEADER, rows)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "run_last: run after every other test (e.g. after the notebooks ran)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Move ``run_last`` tests to the end, after nbval has executed the notebooks (and left checkpoints)."""
+    items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)

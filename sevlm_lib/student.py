@@ -1,0 +1,205 @@
+"""Student copies of the notebooks (``make student``) and the README's notebook table.
+
+* Solutions live in the course notebooks, in code cells tagged ``solution``. A student copy clears every
+  output, replaces each solution by a stub that says what to write, and opens with a header naming the
+  estimated time (measured by ``make course``, kept in ``docs/timings.json``).
+* ``python -m sevlm_lib.student readme`` writes the notebook table of ``README.md`` from the same timings, so
+  the minutes there are measured, never typed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sevlm_lib.settings import find_course_root
+
+SOLUTION_TAG = "solution"
+STUDENT_HEADER_TAG = "student-header"
+TIMINGS = Path("docs") / "timings.json"
+
+# What each notebook builds, produces and consumes (the README table's fixed columns).
+NOTEBOOKS: dict[str, dict[str, str]] = {
+    "01_data_and_vad_lexicon": {
+        "builds": "ArtEmis loader, ArtEmis-mini, VAD lexicon; learnability checks",
+        "gpu": "no",
+        "consumes": "nothing (generates the data; fetches Warriner once)",
+        "produces": "`data/artemis_mini/`, lexicon cache, `01_*/metrics.json`",
+    },
+    "02_baseline_captioner": {
+        "builds": "CLIP + GPT-2 cross-attention captioner (NLX-GPT-style baseline), decoding",
+        "gpu": "no",
+        "consumes": "ArtEmis-mini, lexicon",
+        "produces": "`baseline` checkpoints (3 seeds), `02_*/metrics.json`",
+    },
+    "03_vad_fusion": {
+        "builds": "causal VAD encoder + fusion; the non-causal leak measured",
+        "gpu": "no",
+        "consumes": "baseline checkpoints (trains them if missing)",
+        "produces": "`+fusion`, `+fusion-noncausal` checkpoints, `03_*/metrics.json`",
+    },
+    "04_vad_head": {
+        "builds": "VAD head with masked MSE",
+        "gpu": "no",
+        "consumes": "baseline checkpoints",
+        "produces": "`+head` checkpoints, `04_*/metrics.json`",
+    },
+    "05_contrastive_head": {
+        "builds": "contrastive head, two negatives, InfoNCE",
+        "gpu": "no",
+        "consumes": "baseline checkpoints",
+        "produces": "`+contrastive` checkpoints, `05_*/metrics.json`",
+    },
+    "06_full_training": {
+        "builds": "full SEVLM; feature cache, AMP, memory estimate, the 2080 Ti commands",
+        "gpu": "no (tiny); yes for the full profile",
+        "consumes": "ArtEmis-mini (tiny) or ArtEmis + WikiArt (full)",
+        "produces": "`full` checkpoints, `06_*/metrics.json`",
+    },
+    "07_evaluation_and_comparison": {
+        "builds": "metric suite, Emo-Align classifier, Show-Attend-Tell baseline, ablation table",
+        "gpu": "no",
+        "consumes": "checkpoints and metrics of 02-06 (trains any that are missing)",
+        "produces": "`07_*/metrics.json` (the full table)",
+    },
+}
+
+
+def course_root() -> Path:
+    root = find_course_root()
+    if root is None:
+        raise RuntimeError("run this from inside the course folder (where pyproject.toml and sevlm_lib/ are)")
+    return root
+
+
+def read_timings(root: Path) -> dict[str, float]:
+    """Measured minutes per notebook from ``docs/timings.json`` (empty when never measured)."""
+    path = root / TIMINGS
+    return json.loads(path.read_text()).get("minutes", {}) if path.is_file() else {}
+
+
+def _exercise_title(cells: list[Any], index: int) -> str:
+    """The first line of the markdown cell just before a solution cell (the exercise it solves)."""
+    for j in range(index - 1, -1, -1):
+        if cells[j].cell_type == "markdown":
+            text = " ".join(cells[j].source.strip().splitlines()[:2])
+            return re.sub(r"[#*`]", "", text).strip()[:160]
+    return "the exercise above"
+
+
+def student_notebook(nb: Any, name: str, minutes: float | None) -> Any:
+    """A student copy of ``nb`` (an nbformat notebook): outputs cleared, solutions replaced by stubs."""
+    import copy
+
+    import nbformat
+
+    nb = copy.deepcopy(nb)
+    cells = nb.cells
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = []
+        cell.execution_count = None
+        cell.metadata.pop("execution", None)
+        if SOLUTION_TAG in cell.metadata.get("tags", []):
+            title = _exercise_title(cells, i)
+            cell.source = (
+                f"# Your solution: {title}\n"
+                "# Write the code for the exercise above here, then run the cell.\n"
+                "# (The worked solution is in the course notebook, in the cell tagged 'solution'.)\n"
+            )
+            cell.metadata["tags"] = [t for t in cell.metadata.get("tags", []) if t != SOLUTION_TAG] + ["exercise"]
+    when = f"about {minutes:.0f} min on a 2-core CPU (measured by `make course`)" if minutes else "not measured yet"
+    header = nbformat.v4.new_markdown_cell(
+        f"> **Student copy** of `{name}.ipynb` · estimated time: {when}. Outputs are cleared and the "
+        "exercise solutions are replaced by stubs: run the cells top to bottom, then do the exercises at the end.",
+    )
+    header.metadata["tags"] = [STUDENT_HEADER_TAG]
+    header["id"] = "student-header"
+    nb.cells = [header, *cells]
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def write_student_copies(root: Path | None = None, out_dir: Path | None = None) -> list[Path]:
+    """Write ``student/NN_*.ipynb`` for every course notebook; returns the paths written."""
+    import nbformat
+
+    root = root or course_root()
+    out_dir = out_dir or root / "student"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    minutes = read_timings(root)
+    written = []
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        student = student_notebook(nb, path.stem, minutes.get(path.stem))
+        out = out_dir / path.name
+        out.write_text(nbformat.writes(student) + "\n")
+        written.append(out)
+    return written
+
+
+def notebook_table(root: Path | None = None) -> str:
+    """The README's markdown table of notebooks, with minutes from ``docs/timings.json``."""
+    root = root or course_root()
+    minutes = read_timings(root)
+    rows = ["| notebook | what you build | minutes on a CPU* | GPU needed? | consumes | produces |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        info = NOTEBOOKS.get(path.stem, {})
+        m = minutes.get(path.stem)
+        rows.append(
+            f"| [`{path.name}`](notebooks/{path.name}) | {info.get('builds', '')} | "
+            f"{f'{m:.1f}' if m is not None else 'not measured'} | {info.get('gpu', '')} | "
+            f"{info.get('consumes', '')} | {info.get('produces', '')} |"
+        )
+    timings = root / TIMINGS
+    machine = json.loads(timings.read_text()).get("machine", "") if timings.is_file() else ""
+    rows.append("")
+    rows.append(f"\\* measured by `make course` in one run, one notebook after the other, on: {machine or 'n/a'}. "
+                "A notebook that finds the checkpoints of an earlier one loads them instead of training.")
+    return "\n".join(rows)
+
+
+def update_readme(root: Path | None = None) -> Path:
+    """Replace the block between the notebook-table markers in README.md."""
+    root = root or course_root()
+    readme = root / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- notebook-table:start -->", "<!-- notebook-table:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"{readme}: the markers {start} / {end} are missing")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{notebook_table(root)}\n{end}{tail}")
+    return readme
+
+
+def record_timings(root: Path, minutes: dict[str, float], machine: str) -> Path:
+    """Keep the measured minutes of a course run in ``docs/timings.json`` (committed, read by the table)."""
+    path = root / TIMINGS
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    merged = {"minutes": {**old.get("minutes", {}), **minutes}, "machine": machine}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sevlm_lib.student", description=__doc__)
+    parser.add_argument("what", choices=["copies", "readme"], help="write student/ copies or the README table")
+    args = parser.parse_args(argv)
+    if args.what == "copies":
+        for p in write_student_copies():
+            print(f"wrote {p.relative_to(course_root())}")
+    else:
+        print(f"updated {update_readme()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
