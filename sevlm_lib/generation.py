@@ -69,13 +69,16 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
-    use_cache: bool = True,
+    use_cache: bool | None = None,
 ) -> Generation:
     """Generate for every image in ``batch`` (``pixel_values`` or ``image_features``, one row per image).
 
     ``use_cache=False`` re-runs the whole sequence at every step (the reference's way); it must give the
-    same tokens as the cached path, which the tests check.
+    same tokens as the cached path, which the tests check. ``None`` (default) uses the cache unless the model
+    has a non-causal VAD encoder, which sees future tokens and so cannot decode incrementally.
     """
+    if use_cache is None:
+        use_cache = not (model.config.vad_fusion and not model.config.vad_encoder.causal)
     was_training = model.training
     model.eval()
     try:

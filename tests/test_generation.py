@@ -70,3 +70,13 @@ def test_empty_batch(tok, builder):
     model = micro_model(tok)
     with pytest.raises(ValueError, match="empty batch"):
         generate(model, builder, {"pixel_values": torch.zeros(0, 3, 32, 32)})
+
+
+def test_non_causal_fusion_decodes_without_cache(tok, builder):
+    model = micro_model(tok, seed=5, vad_fusion=True, vad_causal=False)
+    _no_early_eos(model, builder)
+    auto = generate(model, builder, _images(3))
+    full = generate(model, builder, _images(3), use_cache=False)
+    assert auto.token_ids == full.token_ids
+    with pytest.raises(ValueError, match="non-causal"):
+        generate(model, builder, _images(3), use_cache=True)
