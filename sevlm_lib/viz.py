@@ -205,8 +205,18 @@ def plot_emotion_vad(
         colors = [EMOTION_COLORS.get(e, "black") for e, _ in placed]
         ax.scatter(vad[:, 0], vad[:, 1], s=sizes, c=colors, edgecolors="black", linewidths=0.6, zorder=3)
         for emotion, (v, a, d) in placed:
+            # a close neighbour with higher valence pushes the label to the left of the point
+            crowded = any(
+                0 < abs(v2 - v) + abs(a2 - a) < 0.2 and v2 > v for e2, (v2, a2, _) in placed if e2 != emotion
+            )
             ax.annotate(
-                f"{emotion}\nD={d:+.2f}", (v, a), xytext=(6, 6), textcoords="offset points", fontsize=8
+                f"{emotion}\nD={d:+.2f}",
+                (v, a),
+                xytext=(-8 if crowded else 8, 2),
+                textcoords="offset points",
+                ha="right" if crowded else "left",
+                va="center",
+                fontsize=8,
             )
     ax.axhline(0, color="0.6", linewidth=0.6, zorder=2)
     ax.axvline(0, color="0.6", linewidth=0.6, zorder=2)
@@ -249,3 +259,485 @@ def vad_words_html(pairs: Sequence[tuple[str, VADTriple | None]], cmap: str = "R
                 f'title="V {v:+.2f}, A {a:+.2f}, D {d:+.2f}">{text}</span>'
             )
     return " ".join(spans)
+
+
+def display_image(picture: Any, fmt: str = "png", *, dpi: int = 72, quality: int = 80) -> Any:
+    """A matplotlib Figure or a PIL image as an ``IPython.display.Image`` (PNG or JPEG); a Figure is closed.
+
+    Displaying this, rather than relying on the matplotlib backend, gives a notebook the same outputs under
+    the inline backend and under ``MPLBACKEND=Agg`` (as nbval runs in CI); ``fmt="jpeg"`` keeps notebooks
+    that show pictures small.
+    """
+    import io
+
+    from IPython.display import Image as DisplayImage
+    from matplotlib.figure import Figure as MplFigure
+
+    fmt = fmt.lower()
+    if fmt not in ("png", "jpeg"):
+        raise ValueError(f"display_image: fmt must be 'png' or 'jpeg', got {fmt!r}")
+    buffer = io.BytesIO()
+    if isinstance(picture, MplFigure):
+        extra = {"pil_kwargs": {"quality": quality}} if fmt == "jpeg" else {}
+        picture.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight", **extra)
+        plt.close(picture)
+    elif hasattr(picture, "save") and hasattr(picture, "mode"):  # a PIL image
+        image = picture.convert("RGB") if fmt == "jpeg" else picture
+        image.save(
+            buffer,
+            format="JPEG" if fmt == "jpeg" else "PNG",
+            **({"quality": quality} if fmt == "jpeg" else {}),
+        )
+    else:
+        raise TypeError(
+            f"display_image: expected a matplotlib Figure or a PIL image, got {type(picture).__name__}"
+        )
+    return DisplayImage(data=buffer.getvalue(), format=fmt)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# VAD head: predicted vs true VAD along an explanation (notebook 04)
+# ---------------------------------------------------------------------------------------------------------
+
+VAD_DIMENSIONS = ("valence", "arousal", "dominance")
+
+
+def plot_vad_trajectory(
+    tokens: Sequence[str],
+    predicted: Any,
+    target: Any,
+    known: Any,
+    axes: Sequence[Axes] | None = None,
+    *,
+    extra: Mapping[str, Any] | None = None,
+    title: str | None = None,
+) -> list[Axes]:
+    """Predicted vs true VAD along one explanation, in three panels: valence, arousal, dominance.
+
+    Position ``i`` holds the prediction made *for* token ``tokens[i]`` (from the hidden state of the token
+    before it). ``predicted``, ``target``: ``[T, 3]``; ``known``: ``[T]`` bool, true where the target VAD is
+    known (only those positions count in the loss). The prediction is a solid line over every position, the
+    true VAD a red dot at each known position; the tokens label the bottom panel, unknown ones in grey. ``extra``:
+    more ``[T, 3]`` predictions drawn as dashed lines, keyed by their legend label. ``axes``: three Axes
+    to draw into (default: a new figure with three rows). Returns the three Axes.
+    """
+    import numpy as np
+
+    n = len(tokens)
+    if n == 0:
+        raise ValueError("plot_vad_trajectory: no tokens to draw")
+    pred = np.asarray(predicted, dtype=float)
+    true = np.asarray(target, dtype=float)
+    mask = np.asarray(known, dtype=bool)
+    others = {label: np.asarray(values, dtype=float) for label, values in (extra or {}).items()}
+    checks = [("predicted", pred, (n, 3)), ("target", true, (n, 3)), ("known", mask, (n,))]
+    checks += [(f"extra[{label!r}]", values, (n, 3)) for label, values in others.items()]
+    for name, arr, shape in checks:
+        if arr.shape != shape:
+            raise ValueError(
+                f"plot_vad_trajectory: {name} has shape {arr.shape}, expected {shape} for {n} tokens"
+            )
+    if axes is None:
+        _fig, new_axes = plt.subplots(3, 1, figsize=(max(4.0, 0.35 * n + 1.5), 4.8))
+        axes = list(new_axes)
+    axes = list(axes)
+    if len(axes) != 3:
+        raise ValueError(f"plot_vad_trajectory: expected 3 axes (V, A, D), got {len(axes)}")
+    x = np.arange(n)
+    extra_colors = sns.color_palette("Greys_r", n_colors=len(others) + 2)
+    for k, (ax, dim) in enumerate(zip(axes, VAD_DIMENSIONS, strict=True)):
+        ax.axhline(0, color="0.85", linewidth=0.6, zorder=1)
+        for color, (label, values) in zip(extra_colors, others.items(), strict=False):
+            ax.plot(x, values[:, k], color=color, linestyle="--", linewidth=1.0, label=label, zorder=2)
+        ax.plot(x, pred[:, k], color="tab:blue", marker=".", linewidth=1.3, label="VAD head", zorder=3)
+        ax.scatter(x[mask], true[mask, k], color="tab:red", s=22, zorder=4, label="lexicon (known words)")
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_ylabel(dim[0].upper(), rotation=0, labelpad=8)
+        ax.set_xticks(x)
+        ax.tick_params(labelbottom=False)
+    bottom = axes[-1]
+    bottom.tick_params(labelbottom=True)
+    bottom.set_xticklabels([str(t) for t in tokens], rotation=60, ha="right", fontsize=7)
+    for label, is_known in zip(bottom.get_xticklabels(), mask, strict=True):
+        label.set_color("black" if is_known else "0.6")
+    axes[0].legend(loc="lower left", fontsize=7, frameon=False, ncol=len(others) + 2)
+    if title:
+        axes[0].set_title(title, fontsize=9)
+    return axes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Embeddings in 2D, coloured by emotion (notebook 05)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def pca_project(x: Any, k: int = 2) -> tuple[Any, Any]:
+    """Project the rows of ``x [N, d]`` on their first ``k`` principal components (centred SVD).
+
+    Returns ``(coords [N, k], explained [k])``: numpy arrays, ``explained`` the share of the total variance
+    each component carries. Signs are fixed (each component's largest loading is positive), so the same
+    input always gives the same picture.
+    """
+    import numpy as np
+
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 2 or len(arr) < 2 or not 1 <= k <= min(arr.shape):
+        raise ValueError(
+            f"pca_project: need [N, d] with N >= 2 and 1 <= k <= min(N, d), got {arr.shape}, k={k}"
+        )
+    centred = arr - arr.mean(0)
+    _u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    vt = vt[:k] * np.sign(vt[:k][np.arange(k), np.abs(vt[:k]).argmax(1)])[:, None]
+    total = float((s**2).sum())
+    explained = (s[:k] ** 2) / total if total > 0 else np.zeros(k)
+    return centred @ vt.T, explained
+
+
+def plot_emotion_scatter(
+    coords: Any,
+    emotions: Sequence[str],
+    ax: Axes | None = None,
+    *,
+    title: str | None = None,
+    size: float = 12.0,
+    legend: bool = False,
+) -> Axes:
+    """A 2D scatter of ``coords [N, 2]``, one colour per emotion (the course's ``EMOTION_COLORS``)."""
+    import numpy as np
+
+    from sevlm_lib.emotions import EMOTION_COLORS, EMOTIONS
+
+    xy = np.asarray(coords, dtype=float)
+    if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) != len(emotions):
+        raise ValueError(
+            f"plot_emotion_scatter: coords of shape {xy.shape} for {len(emotions)} emotions; expected [N, 2]"
+        )
+    unknown = sorted({e for e in emotions if e not in EMOTION_COLORS})
+    if unknown:
+        raise ValueError(
+            f"plot_emotion_scatter: unknown emotion(s) {unknown}: expected one of {', '.join(EMOTIONS)}"
+        )
+    if ax is None:
+        _fig, ax = plt.subplots(figsize=(4, 4))
+    labels = np.asarray(emotions, dtype=object)
+    for emotion in EMOTIONS:
+        sel = labels == emotion
+        if sel.any():
+            ax.scatter(
+                xy[sel, 0],
+                xy[sel, 1],
+                s=size,
+                color=EMOTION_COLORS[emotion],
+                label=emotion,
+                alpha=0.8,
+                linewidths=0,
+            )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    if legend:
+        ax.legend(fontsize=7, frameon=False, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return ax
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluation and comparison (notebook 07): confusion heat map, metric bars, attention overlay, text gallery
+# ---------------------------------------------------------------------------------------------------------
+
+
+def plot_confusion_heatmap(
+    confusion: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    normalize: bool = True,
+    title: str | None = None,
+    cmap: str = "Blues",
+) -> Axes:
+    """A confusion matrix (rows = gold, columns = predicted, e.g. ``metrics.emotion_report(...)["confusion"]``)
+    as a heat map. ``normalize=True`` shows each gold row as shares (rows with no item stay 0) and prints the
+    counts in the cells; otherwise the counts are the colours. Returns the Axes."""
+    import numpy as np
+
+    if confusion.ndim != 2 or confusion.empty:
+        raise ValueError("plot_confusion_heatmap: expected a non-empty 2-d table of counts")
+    counts = confusion.to_numpy(dtype=float)
+    if (counts < 0).any():
+        raise ValueError("plot_confusion_heatmap: counts must be non-negative")
+    if normalize:
+        totals = counts.sum(axis=1, keepdims=True)
+        values = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    else:
+        values = counts
+    shown = pd.DataFrame(values, index=confusion.index, columns=confusion.columns)
+    if ax is None:
+        _fig, ax = plt.subplots(figsize=(6, 5))
+    sns.heatmap(
+        shown,
+        ax=ax,
+        cmap=cmap,
+        vmin=0,
+        vmax=1 if normalize else None,
+        annot=confusion.to_numpy(),
+        fmt="d" if np.issubdtype(confusion.to_numpy().dtype, np.integer) else ".0f",
+        annot_kws={"fontsize": 7},
+        cbar_kws={"label": "share of the gold row" if normalize else "count"},
+        linewidths=0.3,
+        linecolor="white",
+    )
+    ax.set_xlabel(confusion.columns.name or "predicted")
+    ax.set_ylabel(confusion.index.name or "gold")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_metric_bars(
+    summary: pd.DataFrame,
+    metrics: Sequence[str],
+    ax: Axes | None = None,
+    *,
+    models: Sequence[str] | None = None,
+    palette: Sequence[str] | None = None,
+) -> Axes:
+    """Grouped bars of mean values with ± std error bars, one group per metric and one bar per model.
+
+    ``summary``: :func:`sevlm_lib.metrics.summarize_seeds`'s table (index = models, columns
+    ``(metric, "mean"|"std")``). ``models`` picks and orders the rows (default: all). Missing values draw no
+    bar. Returns the Axes; the bars are ``ax.containers`` (one per model, with its error bars).
+    """
+    import numpy as np
+
+    missing = [m for m in metrics if (m, "mean") not in summary.columns]
+    if missing:
+        raise ValueError(f"plot_metric_bars: no column {missing} in the summary")
+    rows = list(summary.index) if models is None else list(models)
+    unknown = [r for r in rows if r not in summary.index]
+    if unknown:
+        raise ValueError(f"plot_metric_bars: model(s) {unknown} not in the summary ({list(summary.index)})")
+    if ax is None:
+        _fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(metrics) + 2), 3.2))
+    colors = list(palette) if palette is not None else sns.color_palette("colorblind", len(rows))
+    width = 0.8 / max(1, len(rows))
+    x = np.arange(len(metrics))
+    for i, model in enumerate(rows):
+        mean = np.array([summary.loc[model, (m, "mean")] for m in metrics], dtype=float)
+        std = np.array([summary.loc[model, (m, "std")] for m in metrics], dtype=float)
+        ax.bar(
+            x + (i - (len(rows) - 1) / 2) * width,
+            mean,
+            width,
+            yerr=np.nan_to_num(std),
+            label=str(model),
+            color=colors[i % len(colors)],
+            capsize=2,
+            error_kw={"elinewidth": 0.8},
+        )
+    ax.set_xticks(x)
+    ax.set_xticklabels(metrics)
+    ax.legend(fontsize=7, ncols=min(4, len(rows)), frameon=False, loc="upper left", bbox_to_anchor=(0, 1.18))
+    return ax
+
+
+def plot_attention_overlay(
+    image: Any,
+    attention: Any,
+    ax: Axes | None = None,
+    *,
+    title: str | None = None,
+    alpha: float = 0.55,
+    cmap: str = "magma",
+) -> Axes:
+    """An image with an attention map over its patches drawn on top (bilinear upsampling).
+
+    ``image``: a PIL image, an ``[H, W, 3]`` array, or a ``[3, H, W]`` tensor (scaled to 0..1 for display).
+    ``attention``: ``P`` weights (a square number: the patch grid, row by row) or a ``[g, g]`` grid.
+    """
+    import numpy as np
+    from PIL import Image
+
+    arr = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image, dtype=float)
+    if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[2] != 3:
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"plot_attention_overlay: expected an RGB image, got shape {arr.shape}")
+    lo, hi = arr.min(), arr.max()
+    arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    att = np.asarray(attention.detach().cpu() if hasattr(attention, "detach") else attention, dtype=float)
+    if att.ndim == 1:
+        side = int(round(len(att) ** 0.5))
+        if side * side != len(att):
+            raise ValueError(f"plot_attention_overlay: {len(att)} weights do not form a square patch grid")
+        att = att.reshape(side, side)
+    if att.ndim != 2:
+        raise ValueError(
+            f"plot_attention_overlay: expected P weights or a [g, g] grid, got shape {att.shape}"
+        )
+    h, w = arr.shape[:2]
+    span = att.max() - att.min()
+    scaled = (att - att.min()) / span if span > 0 else np.zeros_like(att)
+    up = np.asarray(Image.fromarray((scaled * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)) / 255.0
+    if ax is None:
+        _fig, ax = plt.subplots(figsize=(2.2, 2.2))
+    ax.imshow(arr)
+    ax.imshow(up, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def image_html(image: Any, size: int = 96) -> str:
+    """An ``<img>`` tag holding a small PNG thumbnail (longest side ``size`` px) of a PIL image or RGB array."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+    pil = pil.convert("RGB")
+    pil.thumbnail((size, size))
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", optimize=True)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" width="{pil.width}" height="{pil.height}"/>'
+
+
+def text_gallery_html(
+    images: Sequence[Any], rows: Sequence[Mapping[str, str]], *, size: int = 96, title: str | None = None
+) -> str:
+    """An HTML table: each artwork's thumbnail beside labelled lines of (already formatted) HTML text, e.g.
+    explanations coloured by :func:`vad_words_html`. ``rows[i]`` maps a label to its HTML for image ``i``."""
+    import html
+
+    if len(images) != len(rows):
+        raise ValueError(f"text_gallery_html: {len(images)} images but {len(rows)} rows of text")
+    if not images:
+        raise ValueError("text_gallery_html: nothing to show")
+    parts = ['<table style="border-collapse:collapse;font-size:12px">']
+    if title:
+        parts.append(f'<caption style="text-align:left;font-weight:bold">{html.escape(title)}</caption>')
+    for image, row in zip(images, rows, strict=True):
+        lines = "".join(
+            f'<div style="margin:2px 0"><b>{html.escape(label)}:</b> {text}</div>'
+            for label, text in row.items()
+        )
+        parts.append(
+            '<tr style="border-top:1px solid #ddd">'
+            f'<td style="padding:4px;vertical-align:top">{image_html(image, size)}</td>'
+            f'<td style="padding:4px;text-align:left;vertical-align:top">{lines}</td></tr>'
+        )
+    parts.append("</table>")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The baseline captioner (notebook 02): model-input pictures, loss curves over seeds, emotion distributions
+# ---------------------------------------------------------------------------------------------------------
+
+
+def unnormalize_images(
+    pixel_values: Any,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Any:
+    """Undo the CLIP normalisation of ``pixel_values`` (``[N, 3, H, W]`` or ``[3, H, W]``, a tensor or array):
+    ``x * std + mean``, clipped to 0..1, as ``uint8`` RGB arrays ``[N, H, W, 3]`` (or ``[H, W, 3]``).
+
+    ``mean``/``std`` default to CLIP's own statistics (``sevlm_lib.models.vision.CLIP_MEAN``/``CLIP_STD``).
+    """
+    import numpy as np
+
+    from sevlm_lib.models.vision import CLIP_MEAN, CLIP_STD
+
+    arr = np.asarray(
+        pixel_values.detach().cpu() if hasattr(pixel_values, "detach") else pixel_values, dtype=np.float64
+    )
+    single = arr.ndim == 3
+    if single:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[1] != 3:
+        raise ValueError(
+            f"unnormalize_images: expected pixel values of shape [N, 3, H, W] or [3, H, W], got {arr.shape}"
+        )
+    m = np.asarray(CLIP_MEAN if mean is None else mean, dtype=np.float64).reshape(1, 3, 1, 1)
+    s = np.asarray(CLIP_STD if std is None else std, dtype=np.float64).reshape(1, 3, 1, 1)
+    rgb = np.clip(arr * s + m, 0.0, 1.0).transpose(0, 2, 3, 1)
+    out = np.rint(rgb * 255).astype(np.uint8)
+    return out[0] if single else out
+
+
+def plot_seed_losses(
+    histories: Mapping[Any, Any],
+    column: str = "loss",
+    smooth: float = 0.9,
+    ax: Axes | None = None,
+    *,
+    logy: bool = False,
+) -> Axes:
+    """One smoothed curve per run (e.g. ``{seed: History}``) of one logged ``column`` against the step.
+
+    Values are ``History`` objects or their ``to_frame()``; the raw values are drawn faintly behind the
+    exponential moving average (``smooth`` as in :func:`smooth_series`). Returns the Axes.
+    """
+    if not histories:
+        raise ValueError("plot_seed_losses: no runs to draw")
+    if ax is None:
+        _fig, ax = plt.subplots(figsize=(6, 3.2))
+    palette = sns.color_palette("colorblind", len(histories))
+    for color, (label, history) in zip(palette, histories.items(), strict=False):
+        steps, _ = _frames(history)
+        if column not in steps.columns or "step" not in steps.columns:
+            raise KeyError(
+                f"plot_seed_losses: run {label!r} logged no {column!r} (has {list(steps.columns)})"
+            )
+        values = steps[column].astype(float)
+        ax.plot(steps["step"], values, color=color, alpha=0.2, linewidth=0.8)
+        ax.plot(steps["step"], smooth_series(values, smooth), color=color, linewidth=1.6, label=str(label))
+    ax.set_xlabel("step")
+    ax.set_ylabel(column)
+    if logy:
+        ax.set_yscale("log")
+    ax.legend(frameon=False, fontsize=8)
+    return ax
+
+
+def plot_emotion_distribution(
+    probs: Sequence[float] | Any,
+    ax: Axes | None = None,
+    *,
+    gold: str | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Nine bars (``EMOTIONS`` order, the course colours) of a probability distribution over the emotions,
+    e.g. one row of ``sevlm_lib.generation.emotion_distribution``. The ``gold`` emotion's bar is outlined in
+    black. Returns the Axes."""
+    import numpy as np
+
+    from sevlm_lib.emotions import EMOTIONS, emotion_palette
+
+    p = np.asarray(probs.detach().cpu() if hasattr(probs, "detach") else probs, dtype=float).reshape(-1)
+    if p.shape != (len(EMOTIONS),):
+        raise ValueError(
+            f"plot_emotion_distribution: expected {len(EMOTIONS)} probabilities, got shape {p.shape}"
+        )
+    if not np.isfinite(p).all() or (p < 0).any():
+        raise ValueError("plot_emotion_distribution: probabilities must be finite and non-negative")
+    if gold is not None and gold not in EMOTIONS:
+        raise ValueError(
+            f"plot_emotion_distribution: unknown gold emotion {gold!r}: expected one of {', '.join(EMOTIONS)}"
+        )
+    if ax is None:
+        _fig, ax = plt.subplots(figsize=(5, 2.6))
+    bars = ax.bar(range(len(EMOTIONS)), p, color=emotion_palette())
+    if gold is not None:
+        bar = bars[EMOTIONS.index(gold)]
+        bar.set_edgecolor("black")
+        bar.set_linewidth(1.8)
+    ax.set_xticks(range(len(EMOTIONS)))
+    ax.set_xticklabels(EMOTIONS, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("probability")
+    ax.set_ylim(0, max(1e-9, float(p.max())) * 1.15)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
