@@ -191,9 +191,25 @@ def record_timings(root: Path, minutes: dict[str, float], machine: str) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sevlm_lib.student", description=__doc__)
-    parser.add_argument("what", choices=["copies", "readme"], help="write student/ copies or the README table")
+    parser.add_argument("what", choices=["copies", "readme", "timings"],
+                        help="write student/ copies, the README table, or record a run's timings")
+    parser.add_argument("--from", dest="source", type=Path, default=None,
+                        help="timings: a course_timings.json written by `make course` or `make test`")
     args = parser.parse_args(argv)
-    if args.what == "copies":
+    if args.what == "timings":
+        import platform
+
+        if args.source is None or not args.source.is_file():
+            parser.error("timings needs --from PATH/course_timings.json")
+        data = json.loads(args.source.read_text())
+        if data.get("exit_status", 0) != 0:
+            parser.error(f"{args.source}: that run failed (exit status {data['exit_status']}); not recording it")
+        import os
+
+        machine = f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
+        print(f"recorded {record_timings(course_root(), data['minutes'], machine)}")
+        print(f"updated {update_readme()}")
+    elif args.what == "copies":
         for p in write_student_copies():
             print(f"wrote {p.relative_to(course_root())}")
     else:

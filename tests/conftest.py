@@ -109,3 +109,27 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Move ``run_last`` tests to the end, after nbval has executed the notebooks (and left checkpoints)."""
     items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)
+
+
+_NOTEBOOK_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add up the time of each notebook's cells (nbval items are named ``notebooks/NN_x.ipynb::Cell N``)."""
+    path = report.nodeid.split("::", 1)[0]
+    if path.endswith(".ipynb"):
+        stem = Path(path).stem
+        _NOTEBOOK_SECONDS[stem] = _NOTEBOOK_SECONDS.get(stem, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Leave the notebooks' minutes in ``{runs_dir}/course_timings.json`` (``python -m sevlm_lib.student
+    timings`` copies a run's timings into docs/timings.json, from which the README table is written)."""
+    if not _NOTEBOOK_SECONDS or not os.environ.get("SEVLM_RUNS_DIR"):
+        return
+    import json
+
+    out = Path(os.environ["SEVLM_RUNS_DIR"]) / "course_timings.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    minutes = {k: round(v / 60, 2) for k, v in sorted(_NOTEBOOK_SECONDS.items())}
+    out.write_text(json.dumps({"minutes": minutes, "exit_status": int(exitstatus)}, indent=1))
