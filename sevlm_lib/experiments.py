@@ -34,6 +34,7 @@ from sevlm_lib.data.datasets import (
     load_pixel_bank,
 )
 from sevlm_lib.emotions import EMOTIONS
+from sevlm_lib.metrics import CaptionScorer
 from sevlm_lib.models.sevlm import SEVLM, SEVLMConfig, full_config, tiny_config
 from sevlm_lib.models.vision import image_transform
 from sevlm_lib.settings import Settings, get_settings, seed_everything
@@ -49,7 +50,8 @@ class Recipe:
     lr: float = 3e-3
     vad_lr: float = 6e-3
     batch_size: int = 32  # artworks per batch (= 2x sequences)
-    max_steps: int = 600
+    max_steps: int | None = 600
+    epochs: int | None = None  # passes over the training artworks; give this or max_steps
     eval_every: int | None = None
     max_grad_norm: float = 1.0
     max_len: int = 30
@@ -64,7 +66,7 @@ class Recipe:
 def recipe_for(profile: str, **overrides: Any) -> Recipe:
     """The default recipe of a profile, with overrides. ``full`` is the paper's: LR 2e-5/4e-5, batch 32."""
     if profile == "full":
-        base = Recipe(lr=2e-5, vad_lr=4e-5, batch_size=32, max_steps=35 * 6000, eval_every=2000,
+        base = Recipe(lr=2e-5, vad_lr=4e-5, batch_size=32, max_steps=None, epochs=35, eval_every=2000,
                       checkpoint_every=1000)
     elif profile == "tiny":
         base = Recipe()
@@ -265,6 +267,7 @@ def train_model(
     train_cfg = TrainConfig(
         seed=seed,
         max_steps=recipe.max_steps,
+        epochs=recipe.epochs,
         lr=recipe.lr,
         max_grad_norm=recipe.max_grad_norm,
         eval_every=recipe.eval_every,
@@ -300,11 +303,17 @@ def train_model(
 
 def generate_for_split(
     model: SEVLM, data: CourseData, split: str = "test", *, batch_size: int = 128, max_new_tokens: int = 25,
-    use_features: bool = True,
+    use_features: bool = True, use_cache: bool | None = None,
 ) -> pd.DataFrame:
-    """Greedy generations for every artwork of a split: one row per artwork with emotion and explanation."""
+    """Greedy generations for every artwork of a split: one row per artwork with emotion and explanation.
+
+    ``use_cache=None`` keeps the KV cache unless the model has a non-causal VAD encoder, which cannot decode
+    incrementally and must re-run the whole sequence at every step (the reference's way).
+    """
     from sevlm_lib.generation import emotion_distribution, generate
 
+    if use_cache is None:
+        use_cache = not (model.config.vad_fusion and not model.config.vad_encoder.causal)
     keys = data.artwork_keys(split)
     source = image_source_for(model, data, use_features)
     device = next(model.decoder.parameters()).device
@@ -312,7 +321,7 @@ def generate_for_split(
     for i in range(0, len(keys), batch_size):
         chunk = keys[i : i + batch_size]
         batch = {k: v.to(device) for k, v in source.batch(chunk).items()}
-        gen = generate(model, data.builder, batch, max_new_tokens=max_new_tokens)
+        gen = generate(model, data.builder, batch, max_new_tokens=max_new_tokens, use_cache=use_cache)
         probs = emotion_distribution(model, data.builder, batch).cpu().numpy()
         for k, p, pr in zip(chunk, gen.parsed, probs, strict=True):
             rows.append({"art_style": k[0], "painting": k[1], "text": p.text, "emotion": p.emotion,
@@ -468,3 +477,592 @@ def load_trained(data: CourseData, config: SEVLMConfig, seed: int, recipe: Recip
                  name: str | None = None) -> TrainedModel:
     """The trained model of a variant and seed (trains it first when no finished run exists)."""
     return train_model(data, config, recipe or recipe_for(data.profile), seed=seed, name=name or run_name(config))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# VAD head analysis (notebook 04)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def teacher_forced_vad(
+    model: SEVLM,
+    builder: SequenceBuilder,
+    images: ImageSource,
+    items: Sequence[dict[str, str]],
+    *,
+    batch_size: int = 128,
+    hidden: bool = False,
+) -> dict[str, np.ndarray]:
+    """Teacher-force ``items`` (dicts with ``art_style, painting, emotion, utterance``) through ``model`` and
+    collect, at every position the VAD loss scores (next token known, in the explanation segment, real):
+
+    ``target`` ``[M, 3]`` the next token's VAD; ``lm`` ``[M, 3]`` the VAD implied by the model's next-word
+    distribution (:func:`sevlm_lib.models.heads.implied_vad`); ``head`` ``[M, 3]`` the VAD head's prediction
+    (only when the model has one); ``item`` ``[M]`` the index into ``items``; ``offset`` ``[M]`` the position
+    minus that of `` because`` (0: reading `` because``, predicting the explanation's first token); and
+    with ``hidden=True`` the decoder's last hidden states ``hidden`` ``[M, d]``. ``images`` must match the
+    model (``image_source_for(model, data)``). The model is put in eval mode.
+    """
+    from sevlm_lib.data.datasets import CaptionBatches
+    from sevlm_lib.models.heads import implied_vad
+
+    if not items:
+        raise ValueError("teacher_forced_vad: no items")
+    model.eval()
+    device = next(model.parameters()).device
+    batches = CaptionBatches(list(items), builder, images, batch_size=batch_size, shuffle=False)
+    keys = ("target", "lm", "head", "item", "offset", "hidden")
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+    first = 0
+    for batch in batches.batches():
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = model(batch)
+        nxt = batch["input_ids"][:, 1:]
+        seg = batch["explanation_segment"]
+        mask = model.token_vad_known[nxt] & seg[:, 1:] & batch["attention_mask"][:, 1:].bool()
+        n, t = nxt.shape
+        rows = torch.arange(first, first + n, device=device)[:, None].expand(n, t)
+        offset = torch.arange(t, device=device)[None] - seg.long().argmax(1, keepdim=True)
+        parts["target"].append(model.token_vad[nxt][mask])
+        parts["lm"].append(implied_vad(out.logits[:, :-1], model.token_vad, model.token_vad_known)[mask])
+        parts["item"].append(rows[mask])
+        parts["offset"].append(offset[mask])
+        if out.vad_pred is not None:
+            parts["head"].append(out.vad_pred[:, :-1].float()[mask])
+        if hidden:
+            parts["hidden"].append(out.hidden_states[:, :-1].float()[mask])
+        first += n
+    return {k: torch.cat(v).cpu().numpy() for k, v in parts.items() if v}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Contrastive head analysis (notebook 05)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PairEmbeddings:
+    """The contrastive head's three embeddings for every sequence of a split's two-annotation items.
+
+    ``image``, ``emotion``, ``explanation``: ``[N, d]`` (the image embedding repeated for both sequences of an
+    artwork); ``table``: one row per sequence (``art_style, painting, slot, emotion, utterance, dominant,
+    batch``); ``scores``: the head's ``pos``, ``neg_emotion`` and ``neg_visual`` scores ``[N]`` when the model
+    has a contrastive head, else ``None``.
+    """
+
+    image: torch.Tensor
+    emotion: torch.Tensor
+    explanation: torch.Tensor
+    table: pd.DataFrame
+    scores: dict[str, torch.Tensor] | None = None
+
+
+@torch.no_grad()
+def pair_embeddings(
+    model: SEVLM,
+    data: CourseData,
+    split: str = "test",
+    *,
+    batch_size: int = 32,
+    seed: int = 0,
+    images: ImageSource | None = None,
+) -> PairEmbeddings:
+    """Teacher-force every two-annotation item of ``split`` and collect the contrastive head's embeddings.
+
+    Items come in ``pair_items`` order; each artwork's two annotations are drawn with
+    ``np.random.default_rng(seed)`` (as in training, two different emotions) and batched like
+    :class:`PairBatches` (``[a0, a0', a1, a1', ...]``); a last batch of one artwork joins the one before, so
+    every item is used. The negative-2 derangement of batch ``b`` is drawn with torch seed
+    ``seed * 1_000_003 + b`` without touching the global random state. ``images``: the model's image source
+    (``image_source_for(model, data)``, computed when not given; pass it to reuse a feature bank across
+    calls). The model is put in eval mode.
+    """
+    from sevlm_lib.data.artemis import sample_pair
+    from sevlm_lib.models.heads import masked_mean
+
+    items = data.pair_items(split)
+    if len(items) < 2:
+        raise ValueError(
+            f"pair_embeddings: split {split!r} has {len(items)} artworks with two distinct emotions; need 2+"
+        )
+    if batch_size < 2:
+        raise ValueError(f"pair_embeddings: batch_size={batch_size}, need at least 2 artworks per batch")
+    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    if len(chunks[-1]) == 1:
+        chunks[-2] = chunks[-2] + chunks.pop()
+    model.eval()
+    device = next(model.decoder.parameters()).device
+    source = images if images is not None else image_source_for(model, data)
+    dominant = dict(
+        zip(
+            zip(data.artworks["art_style"], data.artworks["painting"], strict=True),
+            data.artworks["dominant"],
+            strict=True,
+        )
+    )
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("image", "emotion", "explanation", "pos", "neg_emotion", "neg_visual")
+    }
+    rows: list[dict[str, Any]] = []
+    for b, chunk in enumerate(chunks):
+        seqs = []
+        for it in chunk:
+            pair = sample_pair(it, rng)
+            for slot, (emotion, utterance) in enumerate(pair):
+                seqs.append(data.builder.encode(emotion, utterance))
+                rows.append(
+                    {
+                        "art_style": it.art_style,
+                        "painting": it.painting,
+                        "slot": slot,
+                        "emotion": emotion,
+                        "utterance": utterance,
+                        "dominant": dominant[(it.art_style, it.painting)],
+                        "batch": b,
+                    }
+                )
+        batch = data.builder.collate(seqs)
+        batch.update(source.batch([(it.art_style, it.painting) for it in chunk]))
+        batch["image_index"] = torch.arange(len(chunk)).repeat_interleave(2)
+        batch["pair_index"] = torch.arange(2 * len(chunk)) ^ 1
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 1_000_003 + b)
+            out = model(batch)
+        parts["image"].append(model.encode_images(batch).mean(1)[batch["image_index"]].float().cpu())
+        parts["emotion"].append(masked_mean(out.hidden_states.float(), batch["emotion_mask"]).cpu())
+        parts["explanation"].append(masked_mean(out.hidden_states.float(), batch["explanation_mask"]).cpu())
+        for k, v in (out.scores or {}).items():
+            parts[k].append(v.float().cpu())
+    scores = {k: torch.cat(parts[k]) for k in ("pos", "neg_emotion", "neg_visual") if parts[k]} or None
+    return PairEmbeddings(
+        torch.cat(parts["image"]),
+        torch.cat(parts["emotion"]),
+        torch.cat(parts["explanation"]),
+        pd.DataFrame(rows),
+        scores,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 07: the Show-Attend-Tell baseline, the image-only classifier, cached comparison rows, attention
+# ---------------------------------------------------------------------------------------------------------
+
+SAT_NAME = "sat"
+SEVLM_VARIANTS: tuple[str, ...] = ("baseline", "+fusion", "+head", "+contrastive", "full")
+
+
+def variant_config(profile: str, variant: str) -> SEVLMConfig:
+    """The config of a named variant (``baseline``, ``+fusion``, ``+head``, ``+contrastive``, ``full``)."""
+    switches = {
+        "baseline": {},
+        "+fusion": {"vad_fusion": True},
+        "+head": {"vad_head": True},
+        "+contrastive": {"contrastive": True},
+        "full": {"vad_fusion": True, "vad_head": True, "contrastive": True},
+    }
+    if variant not in switches:
+        raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(switches)}")
+    return model_config_for(profile, **switches[variant])
+
+
+def sat_config_for(data: CourseData, **overrides: Any) -> Any:
+    """The Show-Attend-Tell speaker for ``data``: the profile's frozen vision tower, ``data``'s tokenizer.
+
+    tiny: 64-wide embeddings and LSTM (~0.23M trainable parameters, about the tiny SEVLM's 0.2M); full:
+    ArtEmis-like sizes (embeddings 128, LSTM 512, attention 512) over CLIP's patches.
+    """
+    from dataclasses import replace
+
+    from sevlm_lib.models.sat import SATConfig
+
+    vision = replace(model_config_for(data.profile).vision, image_size=data.image_size)
+    sizes: dict[str, Any] = {}
+    if data.profile == "full":
+        sizes = {"embed_dim": 128, "hidden_size": 512, "attention_dim": 512, "emotion_dim": 32}
+    b = data.builder
+    return SATConfig(
+        vision=vision,
+        vocab_size=len(data.tokenizer),
+        pad_id=b.pad_id,
+        bos_id=b.bos_id,
+        eos_id=b.eos_id,
+        emotion_token_ids=[list(b.emotion_ids[e]) for e in EMOTIONS],
+        **{**sizes, **overrides},
+    )
+
+
+def train_sat(
+    data: CourseData,
+    seed: int,
+    recipe: Recipe | None = None,
+    *,
+    config: Any = None,
+    name: str = SAT_NAME,
+) -> TrainedModel:
+    """Train (or load, "load if finished, else train") the Show-Attend-Tell speaker on the pair batches every
+    SEVLM variant sees, with the same training engine and recipe (one learning rate: ``recipe.lr``).
+
+    Checkpoints go to ``{checkpoint_dir}/{name}/seed-{seed}``, logs to ``{runs_dir}/train/{name}/seed-{seed}``.
+    """
+    from sevlm_lib.models.sat import SATSpeaker
+    from sevlm_lib.training import TrainConfig, train_or_load
+
+    settings = data.settings
+    recipe = recipe or recipe_for(data.profile)
+    config = config or sat_config_for(data)
+    seed_everything(seed)
+    model = SATSpeaker(config)
+    source = image_source_for(model, data)  # type: ignore[arg-type]
+    batches = PairBatches(
+        data.pair_items("train"), data.builder, source, batch_size=recipe.batch_size, seed=seed
+    )
+    train_cfg = TrainConfig(
+        seed=seed,
+        max_steps=recipe.max_steps,
+        epochs=recipe.epochs,
+        lr=recipe.lr,
+        max_grad_norm=recipe.max_grad_norm,
+        checkpoint_every=recipe.checkpoint_every,
+        mixed_precision=recipe.mixed_precision,
+        device=settings.device,
+    )
+
+    def save_extra(folder: Path) -> None:
+        save_tokenizer_info(data.tokenizer, folder / "tokenizer")
+        (folder / "sat_config.json").write_text(json.dumps(config.to_dict(), indent=1))
+
+    t0 = time.perf_counter()
+    history = train_or_load(
+        model,
+        train_cfg,
+        batches.batches,
+        len(batches),
+        checkpoint_dir=settings.checkpoint_dir / name / f"seed-{seed}",
+        run_dir=settings.runs_dir / "train" / name / f"seed-{seed}",
+        save_extra=save_extra,
+        fingerprint_extra={"sat": config.to_dict(), "data": data.fingerprint, "recipe": recipe.to_dict()},
+        quiet=settings.quiet,
+    )
+    seconds = float(getattr(history, "train_seconds", None) or (time.perf_counter() - t0))
+    model.eval()
+    return TrainedModel(model, history, name, seed, settings.checkpoint_dir / name / f"seed-{seed}", seconds)  # type: ignore[arg-type]
+
+
+def image_root_for(settings: Settings) -> Path:
+    """Where the profile's artwork images live (ArtEmis-mini's images, or the WikiArt folder)."""
+    if settings.profile == "tiny":
+        from sevlm_lib.data.mini import mini_image_root
+
+        return mini_image_root(settings)
+    return settings.wikiart_dir
+
+
+def artwork_images(data: CourseData, keys: Sequence[ArtworkKey]) -> list[Any]:
+    """The original images (RGB ``PIL.Image``) of some artworks, read from disk."""
+    resolver = artemis.ImageResolver(image_root_for(data.settings))
+    paths = resolver.check(pd.DataFrame(list(keys), columns=["art_style", "painting"]))
+    return [artemis.open_image(paths[k]) for k in keys]
+
+
+@dataclass
+class ImageOnlyClassifier:
+    """Colour histograms + logistic regression (``sevlm_lib.baselines``): an image-to-emotion classifier.
+
+    Trained like ``baselines.image_only_accuracy(train_on="annotations")``: one row per training artwork with
+    its annotators' emotion distribution as the soft target, weighted by its number of votes.
+    """
+
+    model: Any
+    bins: int = 8
+
+    def predict_proba(self, images: Sequence[Any]) -> np.ndarray:
+        """``[len(images), 9]`` emotion probabilities (``EMOTIONS`` order) for PIL images or RGB arrays."""
+        from sevlm_lib.baselines import color_histogram_features, predict_proba
+
+        return predict_proba(self.model, color_histogram_features(images, bins=self.bins))
+
+    def predict(self, images: Sequence[Any]) -> list[str]:
+        return [EMOTIONS[i] for i in self.predict_proba(images).argmax(axis=1)]
+
+
+def image_histograms(data: CourseData, split: str, *, bins: int = 8) -> tuple[list[ArtworkKey], np.ndarray]:
+    """The artworks of a split and their colour-histogram features (``baselines.color_histogram_features``)."""
+    from sevlm_lib.baselines import color_histogram_features
+
+    keys = data.artwork_keys(split)
+    return keys, color_histogram_features(artwork_images(data, keys), bins=bins)
+
+
+def train_image_only_classifier(
+    data: CourseData,
+    seed: int = 0,
+    *,
+    bins: int = 8,
+    l2: float = 1e-2,
+    epochs: int = 500,
+    train_features: tuple[list[ArtworkKey], np.ndarray] | None = None,
+) -> ImageOnlyClassifier:
+    """Fit the image-only classifier on the training artworks of ``data`` (``train_features``: the result of
+    ``image_histograms(data, "train", bins=bins)``, to reuse across seeds)."""
+    from sevlm_lib.baselines import fit_logistic_regression
+
+    keys, features = (
+        train_features if train_features is not None else image_histograms(data, "train", bins=bins)
+    )
+    rows = data.artworks.set_index(["art_style", "painting"]).loc[keys]
+    if (rows["split"] != "train").any() or len(features) != len(keys):
+        raise ValueError(
+            "train_features must be image_histograms(data, 'train'): one row per training artwork"
+        )
+    counts = rows[list(EMOTIONS)].to_numpy(dtype=np.float64)
+    votes = counts.sum(axis=1)
+    model = fit_logistic_regression(
+        features, counts / votes[:, None], len(EMOTIONS), l2=l2, seed=seed, epochs=epochs, sample_weight=votes
+    )
+    return ImageOnlyClassifier(model, bins)
+
+
+def sat_predictions(
+    model: Any,
+    data: CourseData,
+    split: str = "test",
+    *,
+    grounding: ImageOnlyClassifier,
+    max_new_tokens: int = 25,
+    batch_size: int = 128,
+) -> pd.DataFrame:
+    """Greedy SAT explanations for every artwork of a split, each grounded on the emotion ``grounding``
+    predicts from the image (as ArtEmis does at test time). Same columns as :func:`generate_for_split`."""
+    keys = data.artwork_keys(split)
+    probs = grounding.predict_proba(artwork_images(data, keys))
+    source = image_source_for(model, data)
+    device = next(model.parameters()).device
+    rows: list[dict[str, Any]] = []
+    for i in range(0, len(keys), batch_size):
+        chunk = keys[i : i + batch_size]
+        batch = {k: v.to(device) for k, v in source.batch(chunk).items()}
+        emotions = torch.as_tensor(probs[i : i + len(chunk)].argmax(axis=1), device=device)
+        gen = model.generate(batch, emotions, max_new_tokens=max_new_tokens)
+        for k, ids, e, pr in zip(
+            chunk, gen.token_ids, emotions.tolist(), probs[i : i + len(chunk)], strict=True
+        ):
+            emotion = EMOTIONS[e]
+            explanation = data.builder.decode(ids)
+            rows.append(
+                {
+                    "art_style": k[0],
+                    "painting": k[1],
+                    "text": f"{emotion} because {explanation}",
+                    "emotion": emotion,
+                    "explanation": explanation,
+                    "has_because": True,
+                    "p_max_emotion": emotion,
+                    **{f"p_{x}": float(p) for x, p in zip(EMOTIONS, pr, strict=True)},
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+class MemoCaptionScorer(CaptionScorer):
+    """A :class:`sevlm_lib.metrics.CaptionScorer` that remembers each text's tokenization.
+
+    With the PTB tokenizer every :meth:`score` call starts Java to tokenize the predictions *and* all the
+    references; when many models are scored against the same references, :meth:`tokenize` them all once
+    (one Java start) and later calls only look them up. PTB tokenizes each caption on its own, so the result
+    is the same as tokenizing every call afresh.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._memo: dict[str, str] = {}
+
+    def tokenize(self, texts: Sequence[str]) -> list[str]:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if todo:
+            self._memo.update(zip(todo, super().tokenize(todo), strict=True))
+        return [self._memo[t] for t in texts]
+
+
+def _scorer_tag(scorer: Any) -> str:
+    meteor = getattr(scorer, "meteor_unavailable", "off") is None
+    return f"{scorer.tokenizer}{'-meteor' if meteor else ''}"
+
+
+def evaluate_runs(
+    data: CourseData,
+    runs: Sequence[TrainedModel],
+    *,
+    scorer: Any,
+    classifier: Any,
+    split: str = "test",
+    grounding: dict[int, ImageOnlyClassifier] | None = None,
+    max_new_tokens: int = 25,
+) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """Rows of the comparison table (metrics of :func:`evaluate_model`, plus ``model``, ``seed``,
+    ``train_seconds``, ``n_params``) and predictions of trained SEVLM variants and SAT speakers, all scored
+    by one ``scorer`` (so one METEOR JVM; texts are tokenized together first when the scorer remembers
+    tokenizations, see :class:`MemoCaptionScorer`). SAT runs need ``grounding[seed]``: the image-to-emotion
+    classifier whose emotion the speaker explains.
+
+    Each result is cached in ``{runs_dir}/eval/{name}/seed-{seed}-{tokenizer}[-meteor].json`` with its
+    predictions, keyed by the run's training fingerprint, the data, the split and the scorer.
+    """
+    from sevlm_lib.models.sat import SATSpeaker
+
+    tag = _scorer_tag(scorer)
+    results: list[tuple[dict[str, Any], pd.DataFrame] | None] = []
+    pending: list[tuple[int, Path, dict[str, Any], pd.DataFrame]] = []
+    for i, trained in enumerate(runs):
+        is_sat = isinstance(trained.model, SATSpeaker)
+        if is_sat and (grounding is None or trained.seed not in grounding):
+            raise ValueError(
+                f"evaluate_runs: SAT run {trained.name} seed {trained.seed} needs grounding[{trained.seed}]"
+            )
+        cache = data.settings.runs_dir / "eval" / trained.name / f"seed-{trained.seed}-{tag}.json"
+        key = {
+            "data": data.fingerprint,
+            "run": getattr(trained.history, "fingerprint", None),
+            "split": split,
+            "scorer": tag,
+            "classifier": type(classifier).__name__ if classifier is not None else None,
+            "grounding": "colour-histogram-lr" if is_sat else None,
+            "max_new_tokens": max_new_tokens,
+        }
+        if cache.is_file():
+            saved = json.loads(cache.read_text())
+            if saved.get("key") == key:
+                results.append((saved["row"], pd.DataFrame(saved["predictions"])))
+                continue
+        if is_sat:
+            preds = sat_predictions(
+                trained.model,
+                data,
+                split,
+                grounding=grounding[trained.seed],  # type: ignore[index]
+                max_new_tokens=max_new_tokens,
+            )
+        else:
+            preds = generate_for_split(trained.model, data, split, max_new_tokens=max_new_tokens)
+        results.append(None)
+        pending.append((i, cache, key, preds))
+    if pending and isinstance(scorer, MemoCaptionScorer):
+        refs = [r for rs in data.references(split).values() for r in rs]
+        scorer.tokenize([*refs, *(e or "" for *_, p in pending for e in p["explanation"])])
+    for i, cache, key, preds in pending:
+        trained = runs[i]
+        metrics, _ = evaluate_model(
+            trained.model, data, split, scorer=scorer, classifier=classifier, predictions=preds
+        )
+        row = {
+            "model": trained.name,
+            "seed": trained.seed,
+            "train_seconds": trained.train_seconds,
+            "n_params": trained.model.count_parameters()["trainable"],
+            **metrics,
+        }
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".json.tmp")
+        tmp.write_text(
+            json.dumps(
+                {"key": key, "row": row, "predictions": preds.to_dict(orient="records")}, default=_jsonable
+            )
+        )
+        tmp.replace(cache)
+        results[i] = (row, preds)
+    return [r for r in results if r is not None]
+
+
+@torch.no_grad()
+def cross_attention_maps(
+    model: SEVLM,
+    builder: SequenceBuilder,
+    batch: dict[str, torch.Tensor],
+    max_new_tokens: int = 25,
+    *,
+    average: bool = True,
+) -> tuple[list[str], torch.Tensor]:
+    """Greedy-decode one image and return each generated token (as text) with the cross-attention over the
+    image patches that produced it: ``[n_tokens, P]``, averaged over layers and heads (``average=False``:
+    ``[layers, heads, n_tokens, P]``).
+
+    The generated sequence is run again in one teacher-forced pass with ``output_attentions=True``
+    (eager attention, which returns the weights); the map of token ``k`` is the attention of the position
+    before it, the one whose output predicted it.
+    """
+    from sevlm_lib.generation import generate
+
+    if next(iter(batch.values())).shape[0] != 1:
+        raise ValueError("cross_attention_maps: pass a batch with exactly one image")
+    gen = generate(model, builder, batch, max_new_tokens=max_new_tokens)
+    new = gen.token_ids[0]
+    ids = [*builder.prompt_ids, *new]
+    because = builder.because_ids[-1]
+    switch = len(builder.prompt_ids) + new.index(because) if because in new else len(ids)
+    device = next(model.decoder.parameters()).device
+    input_ids = torch.tensor([ids], device=device)
+    expl = torch.zeros_like(input_ids, dtype=torch.bool)
+    expl[:, switch:] = True
+    seg = torch.where(expl, builder.explanation_segment_id, builder.emotion_segment_id)
+    was_training = model.training
+    impl = model.decoder.config._attn_implementation
+    model.eval()
+    try:
+        if impl != "eager":
+            model.decoder.set_attn_implementation("eager")
+        memory = model.encode_images({k: v.to(device) for k, v in batch.items()})
+        out = model.decode(model.embed(input_ids, seg, expl), memory, output_attentions=True)
+    finally:
+        if impl != "eager":
+            model.decoder.set_attn_implementation(impl)
+        model.train(was_training)
+    if out.cross_attentions is None:
+        raise RuntimeError("the decoder returned no cross-attention weights")
+    maps = torch.stack(list(out.cross_attentions))[:, 0]  # [layers, heads, T, P]
+    start = len(builder.prompt_ids) - 1
+    maps = maps[:, :, start : start + len(new)].cpu()
+    words = [builder.tokenizer.decode([t]).strip() for t in new]
+    return words, maps.mean(dim=(0, 1)) if average else maps
+
+
+@torch.no_grad()
+def sequence_embeddings(
+    model: SEVLM,
+    data: CourseData,
+    rows: Sequence[tuple[str, str, ArtworkKey]],
+    *,
+    images: ImageSource | None = None,
+    batch_size: int = 64,
+) -> dict[str, torch.Tensor]:
+    """Teacher-force ``(emotion, utterance, artwork key)`` rows, each with its artwork's image, and return the
+    contrastive head's text embeddings: ``{"emotion": [M, d], "explanation": [M, d]}`` (masked means of the
+    last hidden states over the emotion words and over the explanation words).
+
+    Any combination works, e.g. one annotation's words after another annotation's emotion, which is how
+    notebook 05 tests what the head reads. ``images``: as in :func:`pair_embeddings`. Eval mode.
+    """
+    from sevlm_lib.models.heads import masked_mean
+
+    if not rows:
+        raise ValueError("sequence_embeddings: no rows")
+    model.eval()
+    device = next(model.decoder.parameters()).device
+    source = images if images is not None else image_source_for(model, data)
+    parts: dict[str, list[torch.Tensor]] = {"emotion": [], "explanation": []}
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        keys = list(dict.fromkeys(key for _, _, key in chunk))
+        where = {key: i for i, key in enumerate(keys)}
+        batch = data.builder.collate([data.builder.encode(e, u) for e, u, _ in chunk])
+        batch.update(source.batch(keys))
+        batch = {k: v.to(device) for k, v in batch.items()}
+        index = torch.tensor([where[key] for _, _, key in chunk], device=device)
+        memory = model.encode_images(batch)[index]
+        ids, attn = batch["input_ids"], batch["attention_mask"]
+        embeds = model.embed(ids, batch["segment_ids"], batch["explanation_segment"], attn)
+        hidden = model.decode(embeds, memory, attn).last_hidden_state.float()
+        parts["emotion"].append(masked_mean(hidden, batch["emotion_mask"]).cpu())
+        parts["explanation"].append(masked_mean(hidden, batch["explanation_mask"]).cpu())
+    return {k: torch.cat(v) for k, v in parts.items()}

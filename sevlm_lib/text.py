@@ -84,7 +84,7 @@ def load_gpt2_tokenizer(hub_id: str = GPT2_HUB_ID, revision: str = GPT2_REVISION
         raise OSError(
             f"could not load the tokenizer {hub_id!r} (revision {revision[:10]}): it is not in the Hugging Face "
             "cache and the hub cannot be reached. Fetch it once with internet access:\n"
-            f"    huggingface-cli download {hub_id} --revision {revision}\n"
+            f"    hf download {hub_id} --revision {revision}\n"
             "or run `python -m sevlm_lib.check --profile full` to see everything the full profile needs."
         ) from err
     return add_course_specials(tokenizer)

@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run_cfg, profile, settings, seed, name = _resolve(args)
-        overrides = {"max_steps": args.max_steps} if args.max_steps is not None else {}
+        overrides = {"max_steps": args.max_steps, "epochs": None} if args.max_steps is not None else {}
         recipe = run_cfg.recipe(profile, **overrides)
         model_cfg = run_cfg.model_config(profile)
     except (ConfigError, ValueError, TypeError) as err:
@@ -207,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: --resume: no checkpoint of run {name!r} (seed {seed}) in {ckpt}", file=sys.stderr)
             return 2
         _say(
-            f"{profile} profile, {model_cfg.variant} ({name}, seed {seed}): {recipe.max_steps} steps of "
+            f"{profile} profile, {model_cfg.variant} ({name}, seed {seed}): "
+            f"{f'{recipe.max_steps} steps' if recipe.max_steps else f'{recipe.epochs} epochs'} of "
             f"{recipe.batch_size} artworks per process, {_world_size()} process(es)"
         )
         t0 = time.perf_counter()

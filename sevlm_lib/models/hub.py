@@ -13,7 +13,7 @@ def load_from_hub(cls: Any, hub_id: str, revision: str | None, **kwargs: Any) ->
         rev = f" --revision {revision}" if revision else ""
         raise OSError(
             f"could not load {hub_id!r} ({cls.__name__}): it is not in the Hugging Face cache and the hub "
-            f"cannot be reached. With internet access, fetch it once:\n    huggingface-cli download {hub_id}{rev}\n"
+            f"cannot be reached. With internet access, fetch it once:\n    hf download {hub_id}{rev}\n"
             "then run offline with HF_HUB_OFFLINE=1. `python -m sevlm_lib.check --profile full` lists everything "
             "the full profile needs."
         ) from err
