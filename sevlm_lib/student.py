@@ -165,18 +165,25 @@ def notebook_table(root: Path | None = None) -> str:
     return "\n".join(rows)
 
 
+TABLE_FILES = ("README.md", "docs/workshop.md")
+
+
 def update_readme(root: Path | None = None) -> Path:
-    """Replace the block between the notebook-table markers in README.md."""
+    """Replace the block between the notebook-table markers in README.md (and docs/workshop.md)."""
     root = root or course_root()
-    readme = root / "README.md"
-    text = readme.read_text()
     start, end = "<!-- notebook-table:start -->", "<!-- notebook-table:end -->"
-    if start not in text or end not in text:
-        raise ValueError(f"{readme}: the markers {start} / {end} are missing")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{notebook_table(root)}\n{end}{tail}")
-    return readme
+    table = notebook_table(root)
+    for name in TABLE_FILES:
+        path = root / name
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        if start not in text or end not in text:
+            raise ValueError(f"{path}: the markers {start} / {end} are missing")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+    return root / "README.md"
 
 
 def record_timings(root: Path, minutes: dict[str, float], machine: str) -> Path:
