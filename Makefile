@@ -53,5 +53,12 @@ lint: setup
 lab: setup
 	$(BIN)/jupyter lab notebooks
 
+bench: setup
+	$(OFFLINE) $(BIN)/python benchmarks/bench_decoding.py --threads $(or $(BENCH_THREADS),1)
+	$(OFFLINE) $(BIN)/python benchmarks/bench_data.py --threads $(or $(BENCH_THREADS),1)
+	$(OFFLINE) $(BIN)/python benchmarks/bench_train_step.py --threads $(or $(BENCH_THREADS),1)
+	$(OFFLINE) $(BIN)/python benchmarks/bench_memory.py --threads $(or $(BENCH_THREADS),1)
+	$(BIN)/python benchmarks/report.py
+
 clean:
 	rm -rf $(TEST_RUNS) runs student

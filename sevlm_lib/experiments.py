@@ -590,7 +590,8 @@ def pair_embeddings(
         raise ValueError(f"pair_embeddings: batch_size={batch_size}, need at least 2 artworks per batch")
     chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     if len(chunks[-1]) == 1:
-        chunks[-2] = chunks[-2] + chunks.pop()
+        lone = chunks.pop()
+        chunks[-1] = chunks[-1] + lone
     model.eval()
     device = next(model.decoder.parameters()).device
     source = images if images is not None else image_source_for(model, data)
@@ -886,6 +887,15 @@ class MemoCaptionScorer(CaptionScorer):
         return [self._memo[t] for t in texts]
 
 
+def _grounding_id(grounding: ImageOnlyClassifier) -> str:
+    """A short hash of an image-only classifier's weights (SAT predictions depend on them)."""
+    m = grounding.model
+    h = hashlib.sha256()
+    for array in (m.mean, m.scale, m.weights, m.bias):
+        h.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return f"colour-histogram-lr-{grounding.bins}-{h.hexdigest()[:12]}"
+
+
 def _scorer_tag(scorer: Any) -> str:
     meteor = getattr(scorer, "meteor_unavailable", "off") is None
     return f"{scorer.tokenizer}{'-meteor' if meteor else ''}"
@@ -928,7 +938,7 @@ def evaluate_runs(
             "split": split,
             "scorer": tag,
             "classifier": type(classifier).__name__ if classifier is not None else None,
-            "grounding": "colour-histogram-lr" if is_sat else None,
+            "grounding": _grounding_id(grounding[trained.seed]) if is_sat else None,  # type: ignore[index]
             "max_new_tokens": max_new_tokens,
         }
         if cache.is_file():

@@ -67,3 +67,54 @@ def contrastive_loss(pos: torch.Tensor, neg_emotion: torch.Tensor, neg_visual: t
     """InfoNCE over {positive, negative 1, negative 2}: ``-log(e^s+ / (e^s+ + e^s1 + e^s2))``, batch mean."""
     logits = torch.stack([pos, neg_emotion, neg_visual], dim=-1)
     return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the language model already knows about the VAD target (notebook 04)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def implied_vad(logits: torch.Tensor, token_vad: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """The VAD that a next-word distribution implies: ``sum_w p(w) v(w)`` over the words with a known VAD.
+
+    ``logits [..., V]``, ``token_vad [V, 3]``, ``known [V]`` bool -> ``[..., 3]``. The probabilities are
+    renormalised over the known words (the VAD loss only scores positions whose next word is known), so this
+    is the expected VAD target under the model's own word distribution: the VAD head's job, done by the
+    language-model head alone.
+    """
+    if logits.shape[-1] != token_vad.shape[0] or known.shape != token_vad.shape[:1]:
+        raise ValueError(
+            f"implied_vad: logits over {logits.shape[-1]} tokens, a VAD table of {tuple(token_vad.shape)} "
+            f"and a known-mask of {tuple(known.shape)} do not match"
+        )
+    if not bool(known.any()):
+        raise ValueError("implied_vad: no token has a known VAD")
+    p = logits.float().softmax(-1) * known.to(torch.float32)
+    return (p @ token_vad.float()) / p.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# How well the contrastive head ranks (notebook 05)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def ranking_accuracy(
+    pos: torch.Tensor, neg_emotion: torch.Tensor, neg_visual: torch.Tensor
+) -> dict[str, float]:
+    """How often the positive triple outscores each kind of negative, and both at once.
+
+    ``pos``, ``neg_emotion``, ``neg_visual``: ``[N]`` scores from :class:`ContrastiveScorer`. Returns
+    ``emotion`` (s+ > s1), ``visual`` (s+ > s2) and ``both`` (s+ > max(s1, s2)); ties count as failures, so a
+    constant scorer gets 0. A random scorer gets about 1/2, 1/2 and 1/3.
+    """
+    if not (pos.shape == neg_emotion.shape == neg_visual.shape) or pos.ndim != 1 or len(pos) == 0:
+        raise ValueError(
+            f"ranking_accuracy: expected three non-empty [N] score vectors, got shapes {tuple(pos.shape)}, "
+            f"{tuple(neg_emotion.shape)}, {tuple(neg_visual.shape)}"
+        )
+    beats_1, beats_2 = pos > neg_emotion, pos > neg_visual
+    return {
+        "emotion": float(beats_1.float().mean()),
+        "visual": float(beats_2.float().mean()),
+        "both": float((beats_1 & beats_2).float().mean()),
+    }
