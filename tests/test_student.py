@@ -1,0 +1,55 @@
+"""Student copies: current (regenerating gives no diff), solutions stubbed, and they run up to the exercises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from sevlm_lib.student import SOLUTION_TAG, notebook_table, write_student_copies
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_student_copies_are_current(tmp_path):
+    written = write_student_copies(ROOT, tmp_path)
+    assert [p.name for p in written] == [p.name for p in COURSE]
+    for fresh in written:
+        committed = ROOT / "student" / fresh.name
+        assert committed.is_file(), f"student/{fresh.name} is missing: run `make student`"
+        assert committed.read_text() == fresh.read_text(), f"student/{fresh.name} is stale: run `make student`"
+
+
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.stem)
+def test_solutions_replaced_and_outputs_cleared(path):
+    student = nbformat.read(ROOT / "student" / path.name, as_version=4)
+    course = nbformat.read(path, as_version=4)
+    solutions = [c.source for c in course.cells if SOLUTION_TAG in c.metadata.get("tags", [])]
+    assert solutions
+    stub_sources = {c.source for c in student.cells}
+    for s in solutions:
+        assert s not in stub_sources, "a solution leaked into the student copy"
+    assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code")
+    assert "Student copy" in student.cells[0].source and "estimated time" in student.cells[0].source
+
+
+def test_readme_table_lists_every_notebook():
+    table = notebook_table(ROOT)
+    for p in COURSE:
+        assert p.name in table
+    assert table in (ROOT / "README.md").read_text(), "README table is stale: run `make readme`"
+
+
+@pytest.mark.run_last
+@pytest.mark.parametrize("name", [p.name for p in COURSE])
+def test_student_copy_runs_until_first_exercise(name, tmp_path):
+    """Execute the student copy up to its Exercises heading (after nbval, so checkpoints exist)."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(ROOT / "student" / name, as_version=4)
+    cut = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "Exercises" in c.source)
+    nb.cells = nb.cells[:cut]
+    NotebookClient(nb, timeout=1200, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
