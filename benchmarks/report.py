@@ -44,6 +44,10 @@ def _x(ratio: float | None) -> str:
     return f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
 
 
+def _rate(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
 def _met(ok: bool | None) -> str:
     return "n/a" if ok is None else ("yes" if ok else "**no**")
 
@@ -82,8 +86,8 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
                     f"Decoding, {profile}" + (" (quick)" if dec.get("quick") else ""),
                     f"batch {c['batch']}, {c['new_tokens']} new tokens; identical tokens: "
                     f"{'yes' if c['identical_tokens'] else 'NO'}",
-                    f"{s['ours']['tokens_per_s']:.0f} tok/s",
-                    f"{s['reference']['tokens_per_s']:.1f} tok/s",
+                    f"{_rate(s['ours']['tokens_per_s'])} tok/s",
+                    f"{_rate(s['reference']['tokens_per_s'])} tok/s",
                     _x(ratio),
                     target,
                     _met(met and c["identical_tokens"] if met is not None else None),
@@ -209,10 +213,10 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in summary_rows(results)]
     lines += ["", "## Where the numbers come from", ""]
     for name, result in results.items():
-        if name == "gpu_check":
+        if name.startswith("gpu_check"):
             lines.append(
-                f"- `gpu_check.json`: {result.get('device')}, torch {result.get('torch')}, "
-                f"{result.get('input')}, {result.get('precision')}"
+                f"- `{name}.json` (from `gpu_check.py`): {result.get('device')}, torch {result.get('torch')}, "
+                f"{result.get('input')}, {result.get('precision')}, {result.get('steps_done')} steps"
             )
             continue
         lines.append(f"- `{name}.json`: {_machine(result)}; {result.get('wall_s', '?')} s")
