@@ -367,7 +367,7 @@ def plot_vad_trajectory(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Embeddings in 2D, coloured by emotion (notebook 05)
+# Embeddings in 2D, coloured by emotion; training curves per variant (notebook 05)
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -439,6 +439,7 @@ def plot_emotion_scatter(
     if legend:
         ax.legend(fontsize=7, frameon=False, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return ax
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Evaluation and comparison (notebook 07): confusion heat map, metric bars, attention overlay, text gallery
@@ -879,3 +880,47 @@ def plot_memory_breakdown(
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     return ax
+
+
+def plot_variant_curves(
+    logs: Mapping[tuple[str, int], pd.DataFrame],
+    columns: Sequence[str],
+    axes: Sequence[Axes] | None = None,
+    *,
+    smooth: float = 0.95,
+    hlines: Mapping[str, float] | None = None,
+) -> list[Axes]:
+    """Training curves of several variants and seeds: one panel per column, one colour per variant.
+
+    ``logs``: ``{(variant, seed): step log}`` (``History.to_frame()``, with a ``step`` column); every run is
+    one EMA-smoothed line (``smooth`` as in :func:`smooth_series`). ``hlines``: a dotted reference line per
+    column (e.g. the gradient-clipping threshold). Returns the Axes.
+    """
+    if not logs:
+        raise ValueError("plot_variant_curves: no runs to draw")
+    for key, frame in logs.items():
+        missing = [c for c in ("step", *columns) if c not in frame.columns]
+        if missing:
+            raise KeyError(f"plot_variant_curves: run {key} has no column(s) {missing}")
+    if axes is None:
+        _fig, new_axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 3), squeeze=False)
+        axes = list(new_axes[0])
+    axes = list(axes)
+    if len(axes) != len(columns):
+        raise ValueError(f"plot_variant_curves: {len(columns)} columns but {len(axes)} axes")
+    variants = list(dict.fromkeys(variant for variant, _ in logs))
+    colours = dict(zip(variants, sns.color_palette(n_colors=len(variants)), strict=True))
+    labelled: set[str] = set()
+    for (variant, _seed), frame in logs.items():
+        label = None if variant in labelled else variant
+        labelled.add(variant)
+        for ax, column in zip(axes, columns, strict=True):
+            values = smooth_series(frame[column].astype(float), smooth)
+            ax.plot(frame["step"], values, color=colours[variant], alpha=0.8, linewidth=1, label=label)
+    for ax, column in zip(axes, columns, strict=True):
+        if hlines and column in hlines:
+            ax.axhline(hlines[column], color="0.4", linestyle=":", linewidth=1)
+        ax.set_title(column, fontsize=9)
+        ax.set_xlabel("step")
+    axes[0].legend(frameon=False, fontsize=8)
+    return axes
