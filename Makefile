@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 TEST_RUNS := $(CURDIR)/.test-runs
 
-.PHONY: setup course test lint data lab student readme bench clean help
+.PHONY: setup course test lint data lab student readme figures bench clean help
 
 help:
 	@echo "make course   set up, then run every notebook in order, headless, on the built-in data"
@@ -15,6 +15,7 @@ help:
 	@echo "make lab      set up, then open the course in JupyterLab"
 	@echo "make data     generate ArtEmis-mini and fetch the Warriner VAD lexicon (the only download)"
 	@echo "make student  write student/ copies: outputs cleared, exercise solutions replaced by stubs"
+	@echo "make figures  redraw docs/architecture.svg (the README's model diagram) from the code"
 	@echo "make bench    speed and memory benchmarks against the reference approach (CPU set)"
 	@echo "make lint     ruff over the library, tests and notebooks"
 
@@ -44,8 +45,11 @@ test: setup
 student: setup
 	$(BIN)/python -m sevlm_lib.student copies
 
-readme: setup
+readme: setup figures
 	$(BIN)/python -m sevlm_lib.student readme
+
+figures: setup
+	$(OFFLINE) $(BIN)/python -m sevlm_lib.viz architecture docs/architecture.svg
 
 lint: setup
 	$(BIN)/ruff check sevlm_lib tests benchmarks notebooks
