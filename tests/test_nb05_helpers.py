@@ -16,7 +16,7 @@ from sevlm_lib.emotions import EMOTION_COLORS  # noqa: E402
 from sevlm_lib.metrics import knn_accuracy  # noqa: E402
 from sevlm_lib.models.heads import masked_mean, ranking_accuracy  # noqa: E402
 from sevlm_lib.settings import Settings  # noqa: E402
-from sevlm_lib.viz import pca_project, plot_emotion_scatter  # noqa: E402
+from sevlm_lib.viz import pca_project, plot_emotion_scatter, plot_variant_curves  # noqa: E402
 
 
 # ------------------------------------------------------------------ ranking_accuracy
@@ -89,6 +89,28 @@ def test_plot_emotion_scatter_colours_points_by_emotion() -> None:
         plot_emotion_scatter(np.zeros((1, 2)), ["happiness"])
     with pytest.raises(ValueError, match="expected \\[N, 2\\]"):
         plot_emotion_scatter(np.zeros((2, 3)), ["awe", "awe"])
+
+
+# ------------------------------------------------------------------ plot_variant_curves
+def test_plot_variant_curves_one_line_per_run_and_colour_per_variant() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"step": np.arange(1, 11), "xe": np.linspace(3, 1, 10), "grad_norm": np.ones(10)})
+    logs = {("baseline", 0): frame, ("baseline", 1): frame, ("+head", 0): frame * 1.0}
+    axes = plot_variant_curves(logs, ["xe", "grad_norm"], smooth=0.0, hlines={"grad_norm": 1.0})
+    assert len(axes) == 2
+    lines = list(axes[0].get_lines())
+    assert len(lines) == 3
+    np.testing.assert_allclose(lines[0].get_ydata(), frame["xe"])  # smooth=0 draws the raw values
+    colours = [ln.get_color() for ln in lines]
+    assert colours[0] == colours[1] != colours[2]
+    assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["baseline", "+head"]
+    assert len(axes[1].get_lines()) == 4  # three runs + the dotted reference line
+    plt.close(axes[0].figure)
+    with pytest.raises(KeyError, match="vad"):
+        plot_variant_curves(logs, ["vad"])
+    with pytest.raises(ValueError, match="no runs"):
+        plot_variant_curves({}, ["xe"])
 
 
 # ------------------------------------------------------------------ knn_accuracy
