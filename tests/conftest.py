@@ -102,34 +102,40 @@ def contrastive_csv(tmp_path: Path) -> Path:
     return write_rows(tmp_path / "Contrastive.csv", CONTRASTIVE_HEADER, rows)
 
 
+class NotebookTimings:
+    """Adds up each notebook's cell times under nbval and leaves them in ``{runs_dir}/course_timings.json``.
+
+    Registered as a plugin (not as conftest hooks): a conftest's per-test hooks only see the tests below its
+    own folder, and the notebooks live in ``notebooks/``. ``python -m sevlm_lib.student timings --from`` copies
+    the file into docs/timings.json, from which the README table is written.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        path = report.nodeid.split("::", 1)[0]  # nbval items: ``notebooks/NN_x.ipynb::Cell N``
+        if path.endswith(".ipynb"):
+            stem = Path(path).stem
+            self.seconds[stem] = self.seconds.get(stem, 0.0) + report.duration
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not self.seconds or not os.environ.get("SEVLM_RUNS_DIR"):
+            return
+        import json
+
+        out = Path(os.environ["SEVLM_RUNS_DIR"]) / "course_timings.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        minutes = {k: round(v / 60, 2) for k, v in sorted(self.seconds.items())}
+        out.write_text(json.dumps({"minutes": minutes, "exit_status": int(exitstatus)}, indent=1))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "run_last: run after every other test (e.g. after the notebooks ran)")
+    if not config.pluginmanager.has_plugin("sevlm-notebook-timings"):
+        config.pluginmanager.register(NotebookTimings(), "sevlm-notebook-timings")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Move ``run_last`` tests to the end, after nbval has executed the notebooks (and left checkpoints)."""
     items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)
-
-
-_NOTEBOOK_SECONDS: dict[str, float] = {}
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Add up the time of each notebook's cells (nbval items are named ``notebooks/NN_x.ipynb::Cell N``)."""
-    path = report.nodeid.split("::", 1)[0]
-    if path.endswith(".ipynb"):
-        stem = Path(path).stem
-        _NOTEBOOK_SECONDS[stem] = _NOTEBOOK_SECONDS.get(stem, 0.0) + report.duration
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Leave the notebooks' minutes in ``{runs_dir}/course_timings.json`` (``python -m sevlm_lib.student
-    timings`` copies a run's timings into docs/timings.json, from which the README table is written)."""
-    if not _NOTEBOOK_SECONDS or not os.environ.get("SEVLM_RUNS_DIR"):
-        return
-    import json
-
-    out = Path(os.environ["SEVLM_RUNS_DIR"]) / "course_timings.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    minutes = {k: round(v / 60, 2) for k, v in sorted(_NOTEBOOK_SECONDS.items())}
-    out.write_text(json.dumps({"minutes": minutes, "exit_status": int(exitstatus)}, indent=1))
