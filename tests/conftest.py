@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -100,6 +100,17 @@ def contrastive_csv(tmp_path: Path) -> Path:
         for i, emotion in enumerate(["fear", "anger", "disgust", "sadness", "fear", "anger"])
     ]
     return write_rows(tmp_path / "Contrastive.csv", CONTRASTIVE_HEADER, rows)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread while a test runs (tiny models on a shared 2-core machine), restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class NotebookTimings:

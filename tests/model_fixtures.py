@@ -1,7 +1,11 @@
-"""Small shared builders for model tests: a tokenizer trained on a few sentences and a micro SEVLM."""
+"""Small shared builders for tests: a tokenizer trained on a few sentences, a micro SEVLM, a small course."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pytest
 import torch
 
 from sevlm_lib.models.decoder import DecoderConfig
@@ -25,8 +29,9 @@ def tokenizer():
 
 def micro_config(tok, **switches) -> SEVLMConfig:
     cfg = SEVLMConfig(
-        vision=VisionConfig(image_size=32, patch_size=16, hidden_size=32, num_layers=1, num_heads=2,
-                            intermediate_size=64),
+        vision=VisionConfig(
+            image_size=32, patch_size=16, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64
+        ),
         decoder=DecoderConfig(n_embd=32, n_layer=2, n_head=2, n_positions=48, dropout=0.0),
         vad_encoder=VADEncoderConfig(max_len=48, dropout=0.0),
     ).with_tokenizer(tok)
@@ -58,3 +63,27 @@ def pair_batch(builder: SequenceBuilder, image_size: int = 32, seed: int = 0) ->
     batch["image_index"] = torch.arange(3).repeat_interleave(2)
     batch["pair_index"] = torch.arange(6) ^ 1
     return batch
+
+
+def small_course_data(root: Path, n_artworks: int = 160) -> Any:
+    """``experiments.load_course_data`` on a small ArtEmis-mini under ``root`` (data and runs there; the
+    lexicon cache shared with the real settings, so nothing is fetched twice)."""
+    from sevlm_lib import experiments as ex
+    from sevlm_lib.data import mini
+    from sevlm_lib.settings import Settings
+
+    real = Settings.from_env()
+    settings = Settings.from_env(
+        data_dir=root / "data",
+        cache_dir=real.cache_dir,
+        runs_dir=root / "runs",
+        checkpoint_dir=root / "runs" / "checkpoints",
+        quiet=True,
+    )
+    real_ensure = mini.ensure_artemis_mini
+    # load_course_data asks for the default size; a small mini keeps these tests fast
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mini, "ensure_artemis_mini", lambda s=None, **kw: real_ensure(s, n_artworks=n_artworks))
+        data = ex.load_course_data(settings, progress=False)
+    assert len(data.artworks) == n_artworks
+    return data

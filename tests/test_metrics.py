@@ -42,15 +42,6 @@ REFERENCES = {
 }
 
 
-@pytest.fixture
-def one_thread():
-    """Train on one CPU thread (the test machine is shared), restoring the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _executable(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("#!/bin/sh\nexit 0\n")

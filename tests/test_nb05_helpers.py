@@ -15,8 +15,10 @@ from sevlm_lib import experiments as ex  # noqa: E402
 from sevlm_lib.emotions import EMOTION_COLORS  # noqa: E402
 from sevlm_lib.metrics import knn_accuracy  # noqa: E402
 from sevlm_lib.models.heads import masked_mean, ranking_accuracy  # noqa: E402
-from sevlm_lib.settings import Settings  # noqa: E402
 from sevlm_lib.viz import pca_project, plot_emotion_scatter, plot_variant_curves  # noqa: E402
+from tests.model_fixtures import small_course_data  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------ ranking_accuracy
@@ -140,35 +142,11 @@ def test_knn_accuracy_groups_hide_near_duplicates() -> None:
 
 
 # ------------------------------------------------------------------ pair_embeddings
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one torch thread avoids spin-waiting (10x faster under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nb05")
-    real = Settings.from_env()
-    settings = Settings.from_env(
-        data_dir=root / "data",
-        cache_dir=real.cache_dir,
-        runs_dir=root / "runs",
-        checkpoint_dir=root / "runs" / "checkpoints",
-        quiet=True,
-    )
-    from sevlm_lib.data import mini
-
-    real_ensure = mini.ensure_artemis_mini
-    # load_course_data asks for the default size (1500 artworks); a 160-artwork mini keeps these tests fast
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mini, "ensure_artemis_mini", lambda s=None, **kw: real_ensure(s, n_artworks=160))
-        data = ex.load_course_data(settings, progress=False)
-    assert len(data.artworks) == 160
-    return data
+    return small_course_data(tmp_path_factory.mktemp("nb05"))
 
 
 def test_pair_embeddings_shapes_order_and_scores(small_data) -> None:

@@ -15,16 +15,15 @@ import torch  # noqa: E402
 
 from sevlm_lib import experiments as ex  # noqa: E402
 from sevlm_lib import metrics, viz  # noqa: E402
-from sevlm_lib.settings import Settings  # noqa: E402
+from tests.model_fixtures import small_course_data  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Small models on one CPU thread (the machine is shared), restoring the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def close_figures():
+    """Close the figures a test drew."""
     yield
-    torch.set_num_threads(before)
     plt.close("all")
 
 
@@ -99,19 +98,7 @@ def test_text_gallery_html():
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course07")
-    real = Settings.from_env()
-    settings = Settings.from_env(
-        data_dir=root / "data",
-        cache_dir=real.cache_dir,
-        runs_dir=root / "runs",
-        checkpoint_dir=root / "runs" / "checkpoints",
-        quiet=True,
-    )
-    from sevlm_lib.data.mini import ensure_artemis_mini
-
-    ensure_artemis_mini(settings, n_artworks=160)
-    return ex.load_course_data(settings, progress=False)
+    return small_course_data(tmp_path_factory.mktemp("course07"))
 
 
 def test_emo_align_classifier_beats_majority_on_artemis_mini(small_data):

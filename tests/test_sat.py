@@ -18,14 +18,7 @@ ITEMS = [
     ("awe", "the huge mountain rises above the tiny houses"),
 ]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models on one CPU thread (the machine is shared), restoring the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
