@@ -2,7 +2,7 @@
 
 * Solutions live in the course notebooks, in code cells tagged ``solution``. A student copy clears every
   output, replaces each solution by a stub that says what to write, and opens with a header naming the
-  estimated time (measured by ``make course``, kept in ``docs/timings.json``).
+  estimated time (measured in a full course run, kept in ``docs/timings.json``).
 * ``python -m sevlm_lib.student readme`` writes the notebook table of ``README.md`` from the same timings, so
   the minutes there are measured, never typed.
 """
@@ -113,7 +113,11 @@ def student_notebook(nb: Any, name: str, minutes: float | None) -> Any:
                 "# (The worked solution is in the course notebook, in the cell tagged 'solution'.)\n"
             )
             cell.metadata["tags"] = [t for t in cell.metadata.get("tags", []) if t != SOLUTION_TAG] + ["exercise"]
-    when = f"about {minutes:.0f} min on a 2-core CPU (measured by `make course`)" if minutes else "not measured yet"
+    if minutes is None:
+        when = "not measured yet"
+    else:
+        amount = f"about {minutes:.0f} min" if minutes >= 1 else "under a minute"
+        when = f"{amount} to run on a 2-core CPU (measured in a full course run), plus the exercises"
     header = nbformat.v4.new_markdown_cell(
         f"> **Student copy** of `{name}.ipynb` · estimated time: {when}. Outputs are cleared and the "
         "exercise solutions are replaced by stubs: run the cells top to bottom, then do the exercises at the end.",
@@ -160,8 +164,12 @@ def notebook_table(root: Path | None = None) -> str:
     timings = root / TIMINGS
     machine = json.loads(timings.read_text()).get("machine", "") if timings.is_file() else ""
     rows.append("")
-    rows.append(f"\\* measured by `make course` in one run, one notebook after the other, on: {machine or 'n/a'}. "
-                "A notebook that finds the checkpoints of an earlier one loads them instead of training.")
+    rows.append(
+        f"\\* measured in one complete run of the course from an empty runs folder (`make course`, or `make test`, "
+        f"which runs every notebook under nbval), one notebook after the other, on: {machine or 'n/a'}. Each "
+        "notebook loads the checkpoints that earlier ones wrote instead of training them again; run alone on an "
+        "empty runs folder, a notebook also trains what it needs."
+    )
     return "\n".join(rows)
 
 
@@ -202,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="write student/ copies, the README table, or record a run's timings")
     parser.add_argument("--from", dest="source", type=Path, default=None,
                         help="timings: a course_timings.json written by `make course` or `make test`")
+    parser.add_argument("--machine", default=None,
+                        help="timings: how to describe the machine (default: architecture, cores, python)")
     args = parser.parse_args(argv)
     if args.what == "timings":
         import platform
@@ -213,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"{args.source}: that run failed (exit status {data['exit_status']}); not recording it")
         import os
 
-        machine = f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
+        machine = args.machine or f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
         print(f"recorded {record_timings(course_root(), data['minutes'], machine)}")
         print(f"updated {update_readme()}")
     elif args.what == "copies":
