@@ -47,9 +47,13 @@ def test_portable_code(path):
         if cell["cell_type"] != "code":
             continue
         src = _source(cell)
-        assert not re.search(r"^\s*[!%]\s*pip\s+install", src, re.M), f"cell {i}: no pip installs in notebooks"
+        assert not re.search(r"^\s*[!%]\s*pip\s+install", src, re.M), (
+            f"cell {i}: no pip installs in notebooks"
+        )
         assert "sys.path" not in src, f"cell {i}: no sys.path edits"
-        assert not re.search(r"['\"](/home/|/work/|/tmp/|/root/|/Users/|[A-Z]:\\\\)", src), f"cell {i}: absolute path"
+        assert not re.search(r"['\"](/home/|/work/|/tmp/|/root/|/Users/|[A-Z]:\\\\)", src), (
+            f"cell {i}: absolute path"
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -69,3 +73,21 @@ def test_prose_at_least_code(path):
     prose = sum(len(_source(c)) for c in nb["cells"] if c["cell_type"] == "markdown")
     code = sum(len(_source(c)) for c in nb["cells"] if c["cell_type"] == "code")
     assert prose >= code, f"prose {prose} chars < code {code} chars"
+
+
+def test_ruff_clean():
+    """The library, tests, benchmarks and notebooks pass ``ruff check`` (what ``make lint`` runs)."""
+    import subprocess
+    import sys
+
+    targets = ["sevlm_lib", "tests", "benchmarks", "notebooks"]
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", *targets],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, (
+        f"ruff check {' '.join(targets)} failed:\n{done.stdout[-3000:]}{done.stderr[-1000:]}"
+    )
