@@ -54,6 +54,7 @@ class Recipe:
     epochs: int | None = None  # passes over the training artworks; give this or max_steps
     eval_every: int | None = None
     max_grad_norm: float = 1.0
+    gradient_accumulation_steps: int = 1  # batches per optimizer step (effective batch = batch_size x this)
     max_len: int = 30
     max_new_tokens: int = 25
     mixed_precision: str = "auto"
@@ -270,6 +271,7 @@ def train_model(
         epochs=recipe.epochs,
         lr=recipe.lr,
         max_grad_norm=recipe.max_grad_norm,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
         eval_every=recipe.eval_every,
         checkpoint_every=recipe.checkpoint_every,
         mixed_precision=recipe.mixed_precision,
@@ -726,6 +728,7 @@ def train_sat(
         epochs=recipe.epochs,
         lr=recipe.lr,
         max_grad_norm=recipe.max_grad_norm,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
         checkpoint_every=recipe.checkpoint_every,
         mixed_precision=recipe.mixed_precision,
         device=settings.device,

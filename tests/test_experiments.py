@@ -5,21 +5,12 @@ from __future__ import annotations
 import pytest
 
 from sevlm_lib import experiments as ex
-from sevlm_lib.settings import Settings
+from tests.model_fixtures import small_course_data
 
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
-    real = Settings.from_env()
-    settings = Settings.from_env(
-        data_dir=root / "data", cache_dir=real.cache_dir, runs_dir=root / "runs",
-        checkpoint_dir=root / "runs" / "checkpoints", quiet=True,
-    )
-    from sevlm_lib.data.mini import ensure_artemis_mini
-
-    ensure_artemis_mini(settings, n_artworks=160)
-    return ex.load_course_data(settings, progress=False)
+    return small_course_data(tmp_path_factory.mktemp("course"))
 
 
 def test_course_data(small_data):
@@ -41,7 +32,9 @@ def test_train_load_and_evaluate(small_data):
     assert {"xe", "vad", "contrastive"} <= set(first.history.steps[-1])
     # a finished run is loaded, not retrained: same weights
     again = ex.train_model(small_data, cfg, recipe, seed=0, name="t-full")
-    for (n, a), (_, b) in zip(first.model.state_dict().items(), again.model.state_dict().items(), strict=True):
+    for (n, a), (_, b) in zip(
+        first.model.state_dict().items(), again.model.state_dict().items(), strict=True
+    ):
         assert (a == b).all(), n
     metrics, preds = ex.evaluate_model(again.model, small_data, "test", max_new_tokens=6)
     assert len(preds) == len(small_data.artwork_keys("test"))
@@ -56,3 +49,16 @@ def test_recipes():
     assert ex.recipe_for("full").lr == 2e-5 and ex.recipe_for("full").vad_lr == 4e-5
     with pytest.raises(ValueError, match="unknown profile"):
         ex.recipe_for("huge")
+
+
+def test_gradient_accumulation_reaches_the_trainer(small_data):
+    """``Recipe.gradient_accumulation_steps`` (settable in a run config) makes each step read that many batches."""
+    import json
+
+    recipe = ex.recipe_for("tiny", max_steps=2, batch_size=8, gradient_accumulation_steps=2)
+    run = ex.train_model(small_data, ex.model_config_for("tiny"), recipe, seed=0, name="t-accum")
+    assert run.history.finished and len(run.history.steps) == 2
+    folder = small_data.settings.checkpoint_dir / "t-accum" / "seed-0"
+    state = json.loads((folder / (folder / "latest").read_text().strip() / "state.json").read_text())
+    assert state["fingerprint_payload"]["config"]["gradient_accumulation_steps"] == 2
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 4)  # 2 steps x 2 batches
