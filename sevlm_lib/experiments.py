@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,9 @@ from sevlm_lib.models.sevlm import SEVLM, SEVLMConfig, full_config, tiny_config
 from sevlm_lib.models.vision import image_transform
 from sevlm_lib.settings import Settings, get_settings, seed_everything
 from sevlm_lib.text import SequenceBuilder, load_gpt2_tokenizer, save_tokenizer_info, tiny_tokenizer
+
+if TYPE_CHECKING:
+    from sevlm_lib.training import TrainConfig
 
 MIN_WORDS, MAX_WORDS = 5, 30  # ArtEmis's own preprocessing keeps utterances of 5..30 tokens
 
@@ -62,6 +65,23 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def train_config(self, *, seed: int, device: str, evaluate: bool = True) -> TrainConfig:
+        """The training engine's ``TrainConfig`` for this recipe (``evaluate=False``: no periodic evaluation)."""
+        from sevlm_lib.training import TrainConfig
+
+        return TrainConfig(
+            seed=seed,
+            max_steps=self.max_steps,
+            epochs=self.epochs,
+            lr=self.lr,
+            max_grad_norm=self.max_grad_norm,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            eval_every=self.eval_every if evaluate else None,
+            checkpoint_every=self.checkpoint_every,
+            mixed_precision=self.mixed_precision,
+            device=device,
+        )
 
 
 def recipe_for(profile: str, **overrides: Any) -> Recipe:
@@ -259,24 +279,13 @@ def train_model(
     Every variant (baseline included) sees the same pair batches, so ablations differ only in the model.
     Checkpoints go to ``{checkpoint_dir}/{name}/seed-{seed}`` and logs to ``{runs_dir}/train/{name}/seed-{seed}``.
     """
-    from sevlm_lib.training import TrainConfig, train_or_load
+    from sevlm_lib.training import train_or_load
 
     settings = data.settings
     model = build_model(data, config, seed)
     source = image_source_for(model, data, use_features)
     batches = PairBatches(data.pair_items("train"), data.builder, source, batch_size=recipe.batch_size, seed=seed)
-    train_cfg = TrainConfig(
-        seed=seed,
-        max_steps=recipe.max_steps,
-        epochs=recipe.epochs,
-        lr=recipe.lr,
-        max_grad_norm=recipe.max_grad_norm,
-        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
-        eval_every=recipe.eval_every,
-        checkpoint_every=recipe.checkpoint_every,
-        mixed_precision=recipe.mixed_precision,
-        device=settings.device,
-    )
+    train_cfg = recipe.train_config(seed=seed, device=settings.device)
     ckpt = settings.checkpoint_dir / name / f"seed-{seed}"
     run_dir = settings.runs_dir / "train" / name / f"seed-{seed}"
 
@@ -711,7 +720,7 @@ def train_sat(
     Checkpoints go to ``{checkpoint_dir}/{name}/seed-{seed}``, logs to ``{runs_dir}/train/{name}/seed-{seed}``.
     """
     from sevlm_lib.models.sat import SATSpeaker
-    from sevlm_lib.training import TrainConfig, train_or_load
+    from sevlm_lib.training import train_or_load
 
     settings = data.settings
     recipe = recipe or recipe_for(data.profile)
@@ -722,17 +731,7 @@ def train_sat(
     batches = PairBatches(
         data.pair_items("train"), data.builder, source, batch_size=recipe.batch_size, seed=seed
     )
-    train_cfg = TrainConfig(
-        seed=seed,
-        max_steps=recipe.max_steps,
-        epochs=recipe.epochs,
-        lr=recipe.lr,
-        max_grad_norm=recipe.max_grad_norm,
-        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
-        checkpoint_every=recipe.checkpoint_every,
-        mixed_precision=recipe.mixed_precision,
-        device=settings.device,
-    )
+    train_cfg = recipe.train_config(seed=seed, device=settings.device, evaluate=False)
 
     def save_extra(folder: Path) -> None:
         save_tokenizer_info(data.tokenizer, folder / "tokenizer")
