@@ -328,6 +328,117 @@ class MiniCalibration:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Argument checks (before any work)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _need_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    """``value`` as an ``int`` in ``low..high``; ``TypeError``/``ValueError`` naming ``name`` otherwise."""
+    span = f"{low}..{high}" if high is not None else f">= {low}"
+    if not _is_int(value):
+        raise TypeError(f"{name}: expected an integer {span}, got {type(value).__name__} {value!r}")
+    number = int(value)  # type: ignore[call-overload]
+    if number < low or (high is not None and number > high):
+        raise ValueError(f"{name}: expected an integer {span}, got {number}")
+    return number
+
+
+def _need_real(
+    name: str, value: object, low: float, high: float | None = None, *, open_low: bool = False
+) -> float:
+    """``value`` as a finite ``float`` in ``[low, high]`` (``(low, ...`` with ``open_low``)."""
+    span = (
+        f"{'(' if open_low else '['}{low:g}, {high:g}]"
+        if high is not None
+        else (f"> {low:g}" if open_low else f">= {low:g}")
+    )
+    if not _is_real(value):
+        raise TypeError(f"{name}: expected a number {span}, got {type(value).__name__} {value!r}")
+    number = float(value)  # type: ignore[arg-type]
+    if (
+        not math.isfinite(number)
+        or number < low
+        or (open_low and number == low)
+        or (high is not None and number > high)
+    ):
+        raise ValueError(f"{name}: expected a number {span}, got {number!r}")
+    return number
+
+
+def _need_tuple(name: str, value: object, length: int) -> tuple[Any, ...]:
+    if not isinstance(value, (tuple, list)) or len(value) != length:
+        raise TypeError(f"{name}: expected a tuple of {length} numbers, got {value!r}")
+    return tuple(value)
+
+
+def check_calibration(cal: MiniCalibration, name: str = "calibration") -> None:
+    """Raise ``TypeError``/``ValueError`` naming the field of ``cal`` that has the wrong type or range."""
+    for i, x in enumerate(_need_tuple(f"{name}.palette_scale", cal.palette_scale, 3)):
+        _need_real(f"{name}.palette_scale[{i}]", x, 0.0)
+    _need_real(f"{name}.noise", cal.noise, 0.0)
+    _need_real(f"{name}.noise_spread", cal.noise_spread, 0.0)
+    _need_real(f"{name}.threshold", cal.threshold, 0.0, open_low=True)
+    for field_name in ("something_else_rate", "label_word_rate", "motif_hue_rate"):
+        _need_real(f"{name}.{field_name}", getattr(cal, field_name), 0.0, 1.0)
+    _need_int(f"{name}.word_k", cal.word_k, 1)
+    _need_real(f"{name}.word_temperature", cal.word_temperature, 0.0, open_low=True)
+    _need_int(f"{name}.base_annotations", cal.base_annotations, 1)
+    p6, p7 = _need_tuple(f"{name}.extra_annotation_rates", cal.extra_annotation_rates, 2)
+    p6 = _need_real(f"{name}.extra_annotation_rates[0]", p6, 0.0, 1.0)
+    p7 = _need_real(f"{name}.extra_annotation_rates[1]", p7, 0.0, 1.0)
+    if p6 + p7 > 1.0:
+        raise ValueError(
+            f"{name}.extra_annotation_rates: P(6) + P(7) annotations must be at most 1, got {p6} + {p7}"
+        )
+    low, high = _need_tuple(f"{name}.crowded_annotations", cal.crowded_annotations, 2)
+    low = _need_int(f"{name}.crowded_annotations[0]", low, 1)
+    _need_int(f"{name}.crowded_annotations[1]", high, low)
+
+
+def check_mini_args(
+    n_artworks: object,
+    seed: object,
+    lexicon: object = None,
+    n_crowded: object = None,
+    calibration: object = None,
+) -> None:
+    """Check the arguments of :func:`make_artemis_mini`; ``TypeError``/``ValueError`` naming the parameter.
+
+    ``n_artworks`` an integer >= 1, ``seed`` an integer >= 0 (NumPy seeds are non-negative), ``n_crowded``
+    ``None`` or an integer in ``0..n_artworks``, ``lexicon`` ``None`` or a :class:`~sevlm_lib.vad.Lexicon`,
+    ``calibration`` ``None`` or a :class:`MiniCalibration` with sensible fields (see :func:`check_calibration`).
+    """
+    n = _need_int("n_artworks", n_artworks, 1)
+    _need_int("seed", seed, 0)
+    if n_crowded is not None:
+        _need_int("n_crowded", n_crowded, 0, n)
+    if lexicon is not None:
+        from sevlm_lib.vad import Lexicon
+
+        if not isinstance(lexicon, Lexicon):
+            raise TypeError(
+                f"lexicon: expected None or a sevlm_lib.vad.Lexicon (e.g. load_lexicon('warriner')), "
+                f"got {type(lexicon).__name__}"
+            )
+    if calibration is not None:
+        if not isinstance(calibration, MiniCalibration):
+            raise TypeError(
+                f"calibration: expected None or a MiniCalibration, got {type(calibration).__name__}"
+            )
+        check_calibration(calibration)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Sampling artworks
 # ---------------------------------------------------------------------------------------------------------
 
@@ -1132,6 +1243,7 @@ def build_artemis_mini(
     calibration: MiniCalibration | None = None,
 ) -> dict[str, bytes]:
     """Generate the dataset in memory: relative POSIX path -> file bytes (everything but the manifest)."""
+    check_mini_args(n_artworks, seed, lexicon, n_crowded, calibration)
     cal = calibration or MiniCalibration()
     if lexicon is None:
         from sevlm_lib.vad import load_lexicon
@@ -1205,6 +1317,11 @@ def make_artemis_mini(
     written into a temporary sibling folder, ``MANIFEST.sha256`` last, which then replaces ``out_dir``; an
     existing ``out_dir`` is replaced only if it is empty or holds a previous ArtEmis-mini.
     """
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"out_dir: expected a folder path (str or Path), got {type(out_dir).__name__} {out_dir!r}"
+        )
+    check_mini_args(n_artworks, seed, lexicon, n_crowded, calibration)
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or not _looks_generated(out)):
         raise FileExistsError(f"{out}: exists and is not an ArtEmis-mini folder; refusing to replace it")
@@ -1259,13 +1376,16 @@ def ensure_artemis_mini(settings: Settings | None = None, **kwargs: Any) -> Path
 
     settings = settings or get_settings()
     out = settings.mini_dir
-    n_artworks = int(kwargs.pop("n_artworks", 1500))
-    seed = int(kwargs.pop("seed", 2024))
+    n_artworks = kwargs.pop("n_artworks", 1500)
+    seed = kwargs.pop("seed", 2024)
     lexicon = kwargs.pop("lexicon", None)
     n_crowded = kwargs.pop("n_crowded", None)
-    calibration = kwargs.pop("calibration", None) or MiniCalibration()
+    calibration = kwargs.pop("calibration", None)
     if kwargs:
         raise TypeError(f"ensure_artemis_mini: unexpected arguments {sorted(kwargs)}")
+    check_mini_args(n_artworks, seed, lexicon, n_crowded, calibration)
+    n_artworks, seed = int(n_artworks), int(seed)
+    calibration = calibration or MiniCalibration()
     if lexicon is None:
         from sevlm_lib.vad import load_lexicon
 
