@@ -9,7 +9,7 @@ tower + distilgpt2-sized decoder with cross-attention, GPT-2's vocabulary of 50,
 batches of 32 artworks = 64 sequences of 30 tokens, image input as cached CLIP features (random fp16
 ``196 x 768`` per artwork, handed to the model as fp32 exactly as ``FeatureCache`` does) or, with
 ``--live-encoder``, 224-px images through the frozen tower. Training goes through the course's own
-``sevlm_lib.training.Trainer`` (accelerate, fp16 autocast + GradScaler on CUDA, AdamW, clipping), so the
+``sevlm_lib.engine.Trainer`` (accelerate, fp16 autocast + GradScaler on CUDA, AdamW, clipping), so the
 numbers are those of the real code path. No data and no downloads are needed.
 
 What it reports (and writes to ``benchmarks/results/gpu_check.json``): steps/s after ``--warmup`` steps,
@@ -94,10 +94,10 @@ class _TimeUp(KeyboardInterrupt):
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from sevlm_lib.engine import TrainConfig, Trainer
     from sevlm_lib.memory import GIB, estimate_memory
     from sevlm_lib.models.sevlm import SEVLM
     from sevlm_lib.settings import seed_everything
-    from sevlm_lib.training import TrainConfig, Trainer
 
     device = args.device
     cuda = device.startswith("cuda")

@@ -14,12 +14,22 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 
+from sevlm_lib.data.artemis import (
+    ImageResolver,
+    dominant_emotions,
+    emotion_histograms,
+    open_image,
+    split_artemis,
+    to_rgb,
+)
 from sevlm_lib.emotions import EMOTION_TO_IDX, EMOTIONS, NEGATIVE_EMOTIONS, POSITIVE_EMOTIONS
 
 if TYPE_CHECKING:
@@ -35,10 +45,8 @@ if TYPE_CHECKING:
 
 
 def _as_rgb_array(image: Any, index: int) -> np.ndarray:
-    from PIL import Image
-
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(to_rgb(image, f"image {index}"))
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(
@@ -57,7 +65,6 @@ def color_histogram_features(images: Iterable[Image.Image | np.ndarray], bins: i
     saturation * value). HSV comes from PIL (``Image.convert("HSV")``, all channels 0..255).
     Images are PIL images (any mode; converted to RGB) or ``uint8`` arrays ``[H, W, 3]`` in RGB.
     """
-    from PIL import Image
 
     if bins < 1:
         raise ValueError(f"bins must be at least 1, got {bins}")
@@ -210,13 +217,6 @@ def image_only_accuracy(
     always answering the most common dominant emotion of the train artworks.
     Returns ``{image_only_acc, majority_acc, majority_emotion, n_train, n_test}`` (``n_*`` count artworks).
     """
-    from sevlm_lib.data.artemis import (
-        ImageResolver,
-        dominant_emotions,
-        emotion_histograms,
-        open_image,
-        split_artemis,
-    )
 
     if train_on not in ("annotations", "dominant"):
         raise ValueError(f"train_on must be 'annotations' or 'dominant', got {train_on!r}")
@@ -277,7 +277,6 @@ def image_only_accuracy(
 
 
 def _utterance_valence(texts: Iterable[str], lexicon: Lexicon) -> np.ndarray:
-    import re
 
     word_re = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
     memo: dict[str, float | None] = {}

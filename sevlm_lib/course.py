@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
+import os
 import platform
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from nbclient import NotebookClient
+
 from sevlm_lib.settings import Settings, find_course_root, get_settings
+from sevlm_lib.student import record_timings, update_readme
 
 PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "pandas", "seaborn", "lemminflect", "pycocoevalcap")
 MIN_PYTHON = (3, 10)
@@ -61,7 +65,6 @@ def notebooks(root: Path | None = None) -> list[Path]:
 def run_course(settings: Settings | None = None, only: Sequence[str] = (), timeout: int = 1800) -> dict[str, float]:
     """Execute every notebook in order into ``{runs_dir}/executed``; return minutes per notebook."""
     import nbformat
-    from nbclient import NotebookClient
 
     settings = settings or get_settings()
     out_dir = settings.run_dir("executed")
@@ -80,7 +83,6 @@ def run_course(settings: Settings | None = None, only: Sequence[str] = (), timeo
             nbformat.write(nb, out_dir / nb_path.name)
         timings[nb_path.stem] = round((time.perf_counter() - t0) / 60, 2)
         print(f"  done in {timings[nb_path.stem]:.1f} min", flush=True)
-    from sevlm_lib.student import record_timings, update_readme
 
     root = find_course_root() or Path.cwd()
     path = record_timings(root, timings, _machine())
@@ -90,7 +92,6 @@ def run_course(settings: Settings | None = None, only: Sequence[str] = (), timeo
 
 
 def _machine() -> str:
-    import os
 
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
 

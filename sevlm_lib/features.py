@@ -50,9 +50,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from sevlm_lib.data.datasets import ArtworkKey
-from sevlm_lib.settings import Settings, get_settings
+from sevlm_lib.data import artemis
+from sevlm_lib.data.datasets import ArtworkKey, LazyImages
+from sevlm_lib.data.mini import ensure_artemis_mini, mini_image_root
+from sevlm_lib.models.sevlm import full_config, tiny_config
+from sevlm_lib.models.vision import build_vision_encoder, image_transform
+from sevlm_lib.settings import Settings, get_settings, seed_everything
 
 MANIFEST = "manifest.json"
 FORMAT = "sevlm-feature-cache/1"
@@ -346,7 +351,6 @@ def build_feature_cache(
     device = next(vision.parameters()).device
     was_training = vision.training
     vision.eval()
-    from tqdm.auto import tqdm
 
     bar = tqdm(
         total=len(keys_), initial=sum(s["rows"] for s in shards), desc="features", disable=not progress
@@ -649,16 +653,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("intact" if not problems else f"{len(problems)} problem(s)")
         return 1 if problems else 0
 
-    from sevlm_lib.data import artemis
-    from sevlm_lib.data.datasets import LazyImages
-    from sevlm_lib.experiments import model_config_for
-    from sevlm_lib.models.vision import build_vision_encoder, image_transform
-    from sevlm_lib.settings import seed_everything
 
     settings = get_settings(**({"profile": args.profile} if args.profile else {}))
-    cfg = model_config_for(settings.profile)
+    cfg = full_config() if settings.profile == "full" else tiny_config()
     if settings.profile == "tiny":
-        from sevlm_lib.data.mini import ensure_artemis_mini, mini_image_root
 
         csv, root = ensure_artemis_mini(settings), mini_image_root(settings)
         seed_everything(settings.seed if args.seed is None else args.seed)

@@ -48,7 +48,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sevlm_lib.models.sevlm import SEVLMConfig
+import torch
+
+from sevlm_lib.models.sevlm import SEVLM, SEVLMConfig
 
 GIB = 1024**3
 GPT2_VOCAB = 50260  # GPT-2's 50,257 tokens + <pad>, <emotion>, <explanation>
@@ -132,9 +134,6 @@ def parameter_counts(config: SEVLMConfig) -> dict[str, int]:
     """Parameters per part (``vision``, ``decoder``, ``vad_encoder``, ...) plus ``trainable`` and ``frozen``,
     counted on PyTorch's meta device (nothing is allocated or downloaded). A config without a vocabulary
     is counted with GPT-2's (50,260 tokens with the course's specials)."""
-    import torch
-
-    from sevlm_lib.models.sevlm import SEVLM
 
     with torch.device("meta"):
         model = SEVLM(_with_vocab(config))
@@ -146,6 +145,137 @@ def parameter_counts(config: SEVLMConfig) -> dict[str, int]:
 def _check_positive(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"estimate_memory: {name}={value!r}, expected a positive integer")
+
+
+@dataclass(frozen=True)
+class _StepShape:
+    """The sizes one training step works with (element counts, bytes per element) for the estimate."""
+
+    n: int  # sequences per step
+    t: int  # tokens per sequence
+    p: int  # image tokens per artwork
+    d: int  # decoder width
+    h: int  # decoder attention heads
+    layers: int  # decoder blocks
+    v: int  # vocabulary size
+    dv: int  # vision width
+    images: int  # artworks per step
+    a: int  # bytes per activation element
+    k: int  # bytes per dropout-mask element
+    mixed: bool  # autocast (fp16/bf16) rather than fp32
+
+    @property
+    def e(self) -> int:
+        """Elements of one ``[N, T, d]`` tensor."""
+        return self.n * self.t * self.d
+
+    @property
+    def m(self) -> int:
+        """Elements of the image memory the N sequences attend to."""
+        return self.n * self.p * self.d
+
+
+def _check_estimate_args(sizes: dict[str, int], precision: str, optimizer: str, attention: str) -> None:
+    """``ValueError`` naming the first argument of :func:`estimate_memory` that is out of range."""
+    for name, value in sizes.items():
+        _check_positive(name, value)
+    if precision not in PRECISIONS:
+        raise ValueError(f"estimate_memory: precision={precision!r}, expected one of {', '.join(PRECISIONS)}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"estimate_memory: optimizer={optimizer!r}, expected one of {', '.join(OPTIMIZERS)}")
+    if attention not in ATTENTION:
+        raise ValueError(f"estimate_memory: attention={attention!r}, expected one of {', '.join(ATTENTION)}")
+
+
+def _static_bytes(s: _StepShape, trainable: int, frozen: int, use_feature_cache: bool) -> dict[str, int]:
+    """Weights and their fp16 copies (kept for the backward pass), plus the vision tower when it runs live."""
+    static: dict[str, int] = {"weights (fp32, trainable)": 4 * trainable}
+    if s.mixed:
+        static["fp16 weight copies (autocast)"] = s.a * trainable
+    if not use_feature_cache:
+        static["vision tower weights (frozen)"] = 4 * frozen
+    return static
+
+
+def _block_bytes(s: _StepShape, attention: str) -> int:
+    """Activations one decoder block saves for the backward pass."""
+    a, k, e, m, n, h, t, p = s.a, s.k, s.e, s.m, s.n, s.h, s.t, s.p
+    wide = 4 * e  # one [N, T, 4d] MLP tensor
+    ln_inputs = 3 * 4 * e
+    linear_inputs = 5 * a * e
+    if attention == "efficient":
+        # q, k, v, output (+ logsumexp); the cross-attention's k and v cover the P image tokens
+        self_attn = 4 * a * e + 4 * n * h * t
+        cross_attn = 2 * a * e + 2 * a * m + 4 * n * h * t
+    else:
+        # q, k^T, v, and the softmax output + dropout mask + dropped probabilities
+        self_attn = 3 * a * e + (2 * a + k) * n * h * t * t
+        cross_attn = a * e + 2 * a * m + (2 * a + k) * n * h * t * p
+    memory_cast = a * m if s.mixed else 0
+    mlp = (3 * 4 + 2 * a) * wide if s.mixed else 5 * a * wide
+    masks = 3 * k * e
+    return ln_inputs + linear_inputs + self_attn + cross_attn + memory_cast + mlp + masks
+
+
+def _activation_bytes(
+    cfg: SEVLMConfig, s: _StepShape, attention: str, grad_checkpointing: bool
+) -> dict[str, int]:
+    """Activations saved for the backward pass: decoder blocks, image memory, embeddings and the heads."""
+    a, k, e, n, t, v, d = s.a, s.k, s.e, s.n, s.t, s.v, s.d
+    block = _block_bytes(s, attention)
+    acts: dict[str, int] = {}
+    if grad_checkpointing:
+        acts["decoder blocks (checkpointed inputs)"] = s.layers * 4 * e
+        acts["decoder block (recomputed one at a time)"] = block
+    else:
+        acts["decoder blocks (saved activations)"] = s.layers * block
+    acts["image memory (batch features + [N, P, d] view)"] = 4 * s.images * s.p * s.dv + 4 * s.m
+    acts["embeddings + dropout"] = 4 * e + k * e + 8 * n * t
+    # head: ln_f input, lm_head input, fp16 logits kept by the output, fp32 log-softmax of the loss
+    acts["lm head + loss (logits, log-softmax)"] = 4 * e + a * e + a * n * t * v + 4 * n * (t - 1) * v
+    if cfg.vad_fusion:
+        ve = cfg.vad_encoder
+        per_layer = n * t * (4 * (6 * ve.d_model + 3 * ve.ffn) + 3 * ve.n_heads * 4 * t)
+        acts["VAD encoder + fusion"] = ve.n_layers * per_layer + a * n * t * (d + 3) + 4 * n * t * 3 + n * t
+    if cfg.vad_head:
+        acts["VAD head"] = a * e + 4 * n * t * 3 * 3
+    if cfg.contrastive:
+        acts["contrastive head"] = 4 * e + 4 * n * (3 * d) * 3 * 2 + 4 * n * d * 12 * 3
+    return acts
+
+
+def _vision_transient(cfg: SEVLMConfig, s: _StepShape, use_feature_cache: bool) -> int:
+    """The frozen tower's no-grad forward when images are encoded live: only its widest tensors at once."""
+    if use_feature_cache:
+        return 0
+    tokens = cfg.vision.num_patches + 1
+    return (
+        s.a * s.images * tokens * (3 * cfg.vision.intermediate_size)
+        + 4 * s.images * 3 * cfg.vision.image_size**2
+        + 2 * s.a * s.images * cfg.vision.num_heads * tokens * tokens
+    )
+
+
+def _step_assumptions(
+    s: _StepShape, trainable: int, frozen: int, total: int, backward_peak: int, step_peak: int
+) -> dict[str, Any]:
+    """The sizes and peaks behind an estimate, and which phase of the step is the busiest."""
+    return {
+        "batch_sequences": s.n,
+        "images_per_batch": s.images,
+        "seq_len": s.t,
+        "n_patches": s.p,
+        "vocab_size": s.v,
+        "trainable_parameters": trainable,
+        "frozen_parameters": frozen,
+        "peak_phase": "backward"
+        if total == backward_peak
+        else ("optimizer step" if total == step_peak else "forward"),
+        "optimizer_step_peak_bytes": step_peak,
+        "backward_peak_bytes": backward_peak,
+        "cuda_context_bytes": CUDA_CONTEXT_BYTES,
+        "allocator_slack": ALLOCATOR_SLACK,
+    }
 
 
 def estimate_memory(
@@ -172,93 +302,45 @@ def estimate_memory(
     ``math`` (scores materialised: eager attention or CPU); ``dropout_mask_bytes``: 1 on CUDA (bool masks),
     4 on CPU in fp32; ``counts``: :func:`parameter_counts` of ``config`` if already known (saves a model build).
     """
-    for name, value in (
-        ("batch_sequences", batch_sequences),
-        ("seq_len", seq_len),
-        ("n_patches", n_patches),
-        ("sequences_per_image", sequences_per_image),
-        ("dropout_mask_bytes", dropout_mask_bytes),
-    ):
-        _check_positive(name, value)
-    if precision not in PRECISIONS:
-        raise ValueError(f"estimate_memory: precision={precision!r}, expected one of {', '.join(PRECISIONS)}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"estimate_memory: optimizer={optimizer!r}, expected one of {', '.join(OPTIMIZERS)}")
-    if attention not in ATTENTION:
-        raise ValueError(f"estimate_memory: attention={attention!r}, expected one of {', '.join(ATTENTION)}")
-
+    _check_estimate_args(
+        {
+            "batch_sequences": batch_sequences,
+            "seq_len": seq_len,
+            "n_patches": n_patches,
+            "sequences_per_image": sequences_per_image,
+            "dropout_mask_bytes": dropout_mask_bytes,
+        },
+        precision,
+        optimizer,
+        attention,
+    )
     cfg = _with_vocab(config)
     counts = dict(counts) if counts is not None else parameter_counts(cfg)
     trainable, frozen = counts["trainable"], counts["frozen"]
-    a = PRECISIONS[precision]
-    mixed = precision != "fp32"
-    k = dropout_mask_bytes
-    n, t, p = batch_sequences, seq_len, n_patches
-    d = cfg.decoder.n_embd
-    h = cfg.decoder.n_head
-    layers = cfg.decoder.n_layer
-    v = cfg.vocab_size
-    dv = cfg.vision.hidden_size
-    images = -(-n // sequences_per_image)
-    e = n * t * d  # elements of one [N, T, d] tensor
-    m = n * p * d  # elements of the image memory the N sequences attend to
-    wide = 4 * e  # one [N, T, 4d] MLP tensor
-
-    # --- static: weights, their fp16 copies (kept for the backward pass), gradients, optimizer moments
-    static: dict[str, int] = {"weights (fp32, trainable)": 4 * trainable}
-    if mixed:
-        static["fp16 weight copies (autocast)"] = a * trainable
-    if not use_feature_cache:
-        static["vision tower weights (frozen)"] = 4 * frozen
+    s = _StepShape(
+        n=batch_sequences,
+        t=seq_len,
+        p=n_patches,
+        d=cfg.decoder.n_embd,
+        h=cfg.decoder.n_head,
+        layers=cfg.decoder.n_layer,
+        v=cfg.vocab_size,
+        dv=cfg.vision.hidden_size,
+        images=-(-batch_sequences // sequences_per_image),
+        a=PRECISIONS[precision],
+        k=dropout_mask_bytes,
+        mixed=precision != "fp32",
+    )
+    static = _static_bytes(s, trainable, frozen, use_feature_cache)
     grads = 4 * trainable
     opt = OPTIMIZERS[optimizer] * trainable
-
-    # --- activations saved for backward, per decoder block
-    ln_inputs = 3 * 4 * e
-    linear_inputs = 5 * a * e
-    if attention == "efficient":
-        # q, k, v, output (+ logsumexp); the cross-attention's k and v cover the P image tokens
-        self_attn = 4 * a * e + 4 * n * h * t
-        cross_attn = 2 * a * e + 2 * a * m + 4 * n * h * t
-    else:
-        # q, k^T, v, and the softmax output + dropout mask + dropped probabilities
-        self_attn = 3 * a * e + (2 * a + k) * n * h * t * t
-        cross_attn = a * e + 2 * a * m + (2 * a + k) * n * h * t * p
-    memory_cast = a * m if mixed else 0
-    mlp = (3 * 4 + 2 * a) * wide if mixed else 5 * a * wide
-    masks = 3 * k * e
-    block = ln_inputs + linear_inputs + self_attn + cross_attn + memory_cast + mlp + masks
-    acts: dict[str, int] = {}
-    if grad_checkpointing:
-        acts["decoder blocks (checkpointed inputs)"] = layers * 4 * e
-        acts["decoder block (recomputed one at a time)"] = block
-    else:
-        acts["decoder blocks (saved activations)"] = layers * block
-    acts["image memory (batch features + [N, P, d] view)"] = 4 * images * p * dv + 4 * m
-    acts["embeddings + dropout"] = 4 * e + k * e + 8 * n * t
-    # head: ln_f input, lm_head input, fp16 logits kept by the output, fp32 log-softmax of the loss
-    acts["lm head + loss (logits, log-softmax)"] = 4 * e + a * e + a * n * t * v + 4 * n * (t - 1) * v
-    if cfg.vad_fusion:
-        ve = cfg.vad_encoder
-        per_layer = n * t * (4 * (6 * ve.d_model + 3 * ve.ffn) + 3 * ve.n_heads * 4 * t)
-        acts["VAD encoder + fusion"] = ve.n_layers * per_layer + a * n * t * (d + 3) + 4 * n * t * 3 + n * t
-    if cfg.vad_head:
-        acts["VAD head"] = a * e + 4 * n * t * 3 * 3
-    if cfg.contrastive:
-        acts["contrastive head"] = 4 * e + 4 * n * (3 * d) * 3 * 2 + 4 * n * d * 12 * 3
+    acts = _activation_bytes(cfg, s, attention, grad_checkpointing)
     activations = sum(acts.values())
 
     # --- transients: the loss backward, the optimizer step, the frozen tower's no-grad forward
-    loss_backward = 2 * 4 * n * (t - 1) * v + a * n * t * v
+    loss_backward = 2 * 4 * s.n * (s.t - 1) * s.v + s.a * s.n * s.t * s.v
     optimizer_step = 4 * trainable if optimizer != "sgd" else 0
-    vision_transient = 0
-    if not use_feature_cache:  # only its widest tensors live at once, before the decoder runs
-        tokens = cfg.vision.num_patches + 1
-        vision_transient = (
-            a * images * tokens * (3 * cfg.vision.intermediate_size)
-            + 4 * images * 3 * cfg.vision.image_size**2
-            + 2 * a * images * cfg.vision.num_heads * tokens * tokens
-        )
+    vision_transient = _vision_transient(cfg, s, use_feature_cache)
     static_bytes = sum(static.values())
     backward_peak = static_bytes + activations + grads + opt + loss_backward
     step_peak = 4 * trainable + grads + opt + optimizer_step
@@ -270,26 +352,12 @@ def estimate_memory(
     b["gradients (fp32)"] = grads
     b["optimizer state"] = opt
     b["loss backward (transient)"] = loss_backward
-    parameters = static_bytes
     assumptions = {
         "precision": precision,
         "optimizer": optimizer,
         "attention": attention,
         "grad_checkpointing": grad_checkpointing,
         "use_feature_cache": use_feature_cache,
-        "batch_sequences": n,
-        "images_per_batch": images,
-        "seq_len": t,
-        "n_patches": p,
-        "vocab_size": v,
-        "trainable_parameters": trainable,
-        "frozen_parameters": frozen,
-        "peak_phase": "backward"
-        if total == backward_peak
-        else ("optimizer step" if total == step_peak else "forward"),
-        "optimizer_step_peak_bytes": step_peak,
-        "backward_peak_bytes": backward_peak,
-        "cuda_context_bytes": CUDA_CONTEXT_BYTES,
-        "allocator_slack": ALLOCATOR_SLACK,
+        **_step_assumptions(s, trainable, frozen, int(total), backward_peak, step_peak),
     }
-    return MemoryEstimate(parameters, grads, opt, activations, int(total), b, assumptions)
+    return MemoryEstimate(static_bytes, grads, opt, activations, int(total), b, assumptions)

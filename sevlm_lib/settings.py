@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 PROFILES = ("tiny", "full")
 _TRUE = {"1", "true", "yes", "on"}
@@ -128,12 +129,16 @@ class Settings:
         return out
 
     def resolved_device(self) -> str:
-        """The torch device string: ``auto`` picks CUDA when available, else CPU."""
-        if self.device != "auto":
-            return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        """The torch device string: ``auto`` picks CUDA when available, else CPU. Asking for CUDA on a machine
+        without it is an error that names the setting."""
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"SEVLM_DEVICE={self.device}: this machine has no CUDA GPU that torch can use; "
+                "set SEVLM_DEVICE=auto or cpu"
+            )
+        return self.device
 
 
 def get_settings(**overrides: object) -> Settings:
@@ -143,7 +148,6 @@ def get_settings(**overrides: object) -> Settings:
 
 def seed_everything(seed: int) -> None:
     """Seed python's ``random``, numpy and torch (CPU and CUDA) so runs repeat exactly on a CPU."""
-    import torch
 
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -10,7 +10,10 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
+import platform
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,7 +96,6 @@ def _exercise_title(cells: list[Any], index: int) -> str:
 
 def student_notebook(nb: Any, name: str, minutes: float | None) -> Any:
     """A student copy of ``nb`` (an nbformat notebook): outputs cleared, solutions replaced by stubs."""
-    import copy
 
     import nbformat
 
@@ -214,14 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="timings: how to describe the machine (default: architecture, cores, python)")
     args = parser.parse_args(argv)
     if args.what == "timings":
-        import platform
 
         if args.source is None or not args.source.is_file():
             parser.error("timings needs --from PATH/course_timings.json")
         data = json.loads(args.source.read_text())
         if data.get("exit_status", 0) != 0:
             parser.error(f"{args.source}: that run failed (exit status {data['exit_status']}); not recording it")
-        import os
 
         machine = args.machine or f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
         print(f"recorded {record_timings(course_root(), data['minutes'], machine)}")

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedTokenizerFast
+from tokenizers import ByteLevelBPETokenizer
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from sevlm_lib.emotions import EMOTIONS
 
@@ -51,7 +52,6 @@ def _wrap(tokenizer_object: object) -> PreTrainedTokenizerFast:
 
 def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 1200, min_frequency: int = 2) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on ``texts`` (plus the prompt words and the nine emotions), deterministically."""
-    from tokenizers import ByteLevelBPETokenizer
 
     corpus = [f"{PROMPT} {e} {BECAUSE}" for e in EMOTIONS] * 10
     corpus += [t.strip().lower() for t in texts]
@@ -76,7 +76,6 @@ def add_course_specials(tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokeniz
 
 def load_gpt2_tokenizer(hub_id: str = GPT2_HUB_ID, revision: str = GPT2_REVISION) -> PreTrainedTokenizerFast:
     """GPT-2's BPE from the hub (cached after the first download) with the course's special tokens."""
-    from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(hub_id, revision=revision)

@@ -66,9 +66,9 @@ def pair_batch(builder: SequenceBuilder, image_size: int = 32, seed: int = 0) ->
 
 
 def small_course_data(root: Path, n_artworks: int = 160) -> Any:
-    """``experiments.load_course_data`` on a small ArtEmis-mini under ``root`` (data and runs there; the
+    """``pipeline.load_course_data`` on a small ArtEmis-mini under ``root`` (data and runs there; the
     lexicon cache shared with the real settings, so nothing is fetched twice)."""
-    from sevlm_lib import experiments as ex
+    from sevlm_lib import pipeline
     from sevlm_lib.data import mini
     from sevlm_lib.settings import Settings
 
@@ -83,7 +83,9 @@ def small_course_data(root: Path, n_artworks: int = 160) -> Any:
     real_ensure = mini.ensure_artemis_mini
     # load_course_data asks for the default size; a small mini keeps these tests fast
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mini, "ensure_artemis_mini", lambda s=None, **kw: real_ensure(s, n_artworks=n_artworks))
-        data = ex.load_course_data(settings, progress=False)
+        small = lambda s=None, **kw: real_ensure(s, n_artworks=n_artworks)  # noqa: E731
+        mp.setattr(mini, "ensure_artemis_mini", small)
+        mp.setattr(pipeline, "ensure_artemis_mini", small)  # the pipeline binds the name at import
+        data = pipeline.load_course_data(settings, progress=False)
     assert len(data.artworks) == n_artworks
     return data

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sevlm_lib.data import artemis, mini
+from sevlm_lib.data import artemis, images, mini
 from sevlm_lib.data.artemis import ImageError, load_rgb, open_image, to_rgb
 from sevlm_lib.settings import Settings
 from sevlm_lib.vad import (
@@ -167,7 +167,7 @@ def test_own_pixel_limit_applies_even_with_pillows_limit_off(
 ) -> None:
     path = _png_with_size(tmp_path / "big.png", 4000, 3000)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
-    monkeypatch.setattr(artemis, "MAX_IMAGE_PIXELS", 1_000_000)
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 1_000_000)  # the limit lives with the image reader
     with pytest.raises(ImageError, match=r"big\.png: image of size 4000x3000 \(12,000,000 pixels\)"):
         load_rgb(path)
 
@@ -286,7 +286,7 @@ def test_coverage_of_texts_is_checked_when_given(tmp_path: Path) -> None:
 def test_the_real_lexicon_passes_what_training_loads() -> None:
     settings = Settings.from_env().with_(profile="tiny")
     assert training_lexicon_source(settings) == "warriner"
-    summary = validate_lexicon(settings=settings, texts=["the calm water makes me feel at peace"])
+    summary = validate_lexicon(settings=settings, texts=["the calm water makes me feel at peace"], allow_download=True)
     assert summary["name"] == "warriner2013" and summary["entries"] > 10_000
     assert summary["reference"]["covered"] == len(REFERENCE_WORDS)
     assert summary["texts"]["coverage"] >= 0.5
@@ -360,7 +360,7 @@ def test_make_artemis_mini_checks_its_arguments_before_any_work(
     def no_work(*args: object, **kw: object) -> None:
         raise AssertionError("work started before the arguments were checked")
 
-    monkeypatch.setattr(mini, "sample_artworks", no_work)
+    monkeypatch.setattr(mini.build, "sample_artworks", no_work)  # where make_artemis_mini looks it up
     monkeypatch.setattr("sevlm_lib.vad.load_lexicon", no_work)
     args = {"n_artworks": 10, "seed": 1, **kwargs}
     out = tmp_path / "mini"

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sevlm_lib import check
-from sevlm_lib.check import run_preflight
+from sevlm_lib.cli import check
+from sevlm_lib.cli.check import run_preflight
 from sevlm_lib.models.vision import CLIP_HUB_ID, CLIP_REVISION
 from sevlm_lib.settings import Settings
 from sevlm_lib.text import GPT2_HUB_ID, GPT2_REVISION
+from sevlm_lib.vad import REFERENCE_WORDS
 from tests.conftest import ARTEMIS_HEADER, ARTEMIS_ROWS, write_rows
 
 ARTWORKS = sorted({(r[0], r[1]) for r in ARTEMIS_ROWS})
@@ -86,7 +87,8 @@ def test_complete_fake_layout_passes_and_sizes_follow_the_data(tmp_path: Path) -
     for style, painting in ARTWORKS:
         write_image(s.wikiart_dir / style / f"{painting}.jpg")
     s.nrc_vad.parent.mkdir(parents=True)
-    s.nrc_vad.write_text("happy\t1.0\t0.7\t0.8\n")  # with NRC-VAD, Warriner is no longer required
+    # with a usable NRC-VAD (it must cover the reference words), Warriner is no longer required
+    s.nrc_vad.write_text("".join(f"{w}\t0.5\t0.5\t0.5\n" for w in REFERENCE_WORDS))
     fake_hub(hub, CLIP_HUB_ID, CLIP_REVISION, ["config.json", "pytorch_model.bin"])
     fake_hub(
         hub,

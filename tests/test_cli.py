@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sevlm_lib import evaluate, predict, train
-from sevlm_lib.config_files import ConfigError, load_run_config, parse_run_config
+from sevlm_lib.cli import evaluate, predict, train
+from sevlm_lib.cli.run_config import ConfigError, load_run_config, parse_run_config
 from sevlm_lib.data.datasets import PairBatches
 from sevlm_lib.settings import Settings
 
@@ -100,7 +100,7 @@ def test_config_values_reach_the_model_and_recipe() -> None:
 def env(tmp_path_factory: pytest.TempPathFactory):
     """SEVLM_* variables for this module: the course's data and caches, runs and checkpoints in a temporary
     folder. In this process the course data is loaded once (``load_course_data`` memoised per arguments)."""
-    import sevlm_lib.experiments as experiments
+    from sevlm_lib import pipeline
     from sevlm_lib.data.mini import ensure_artemis_mini
 
     base = Settings.from_env(profile="tiny")
@@ -121,7 +121,7 @@ def env(tmp_path_factory: pytest.TempPathFactory):
     mp = pytest.MonkeyPatch()
     for key, value in values.items():
         mp.setenv(key, value)
-    original, loaded = experiments.load_course_data, {}
+    original, loaded = pipeline.load_course_data, {}
 
     def once(settings=None, **kwargs):
         key = json.dumps(kwargs, sort_keys=True, default=str)
@@ -129,7 +129,12 @@ def env(tmp_path_factory: pytest.TempPathFactory):
             loaded[key] = original(settings, **kwargs)
         return loaded[key]
 
-    mp.setattr(experiments, "load_course_data", once)
+    from sevlm_lib.cli import evaluate as cli_evaluate
+    from sevlm_lib.cli import train as cli_train
+
+    for module in (pipeline, cli_train, cli_evaluate):  # the commands bind the name at import
+        if hasattr(module, "load_course_data"):
+            mp.setattr(module, "load_course_data", once)
     yield values
     mp.undo()
 
@@ -240,7 +245,7 @@ def test_evaluate_and_predict_from_the_checkpoint(crashed_and_resumed, env, caps
     assert evaluate.main(["--checkpoint", str(ckpt), "--split", "val", "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
-    from sevlm_lib.experiments import load_course_data
+    from sevlm_lib.pipeline import load_course_data
 
     data = load_course_data(Settings.from_env(), max_len=30)
     assert printed["n_artworks"] == len(data.artwork_keys("val")) and printed["step"] == STEPS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sevlm_lib import experiments as ex
+from sevlm_lib import pipeline, recipes
 from tests.model_fixtures import small_course_data
 
 
@@ -21,42 +21,42 @@ def test_course_data(small_data):
     assert d.token_vad[1].any()
     refs = d.references("test")
     assert refs and all(len(v) >= 1 for v in refs.values())
-    assert 0 < ex.majority_accuracy(d) < 1
+    assert 0 < pipeline.majority_accuracy(d) < 1
 
 
 def test_train_load_and_evaluate(small_data):
-    recipe = ex.recipe_for("tiny", max_steps=4, batch_size=8)
-    cfg = ex.model_config_for("tiny", vad_fusion=True, vad_head=True, contrastive=True)
-    first = ex.train_model(small_data, cfg, recipe, seed=0, name="t-full")
+    recipe = recipes.recipe_for("tiny", max_steps=4, batch_size=8)
+    cfg = recipes.model_config_for("tiny", vad_fusion=True, vad_head=True, contrastive=True)
+    first = pipeline.train_model(small_data, cfg, recipe, seed=0, name="t-full")
     assert first.history.finished and len(first.history.steps) == 4
     assert {"xe", "vad", "contrastive"} <= set(first.history.steps[-1])
     # a finished run is loaded, not retrained: same weights
-    again = ex.train_model(small_data, cfg, recipe, seed=0, name="t-full")
+    again = pipeline.train_model(small_data, cfg, recipe, seed=0, name="t-full")
     for (n, a), (_, b) in zip(
         first.model.state_dict().items(), again.model.state_dict().items(), strict=True
     ):
         assert (a == b).all(), n
-    metrics, preds = ex.evaluate_model(again.model, small_data, "test", max_new_tokens=6)
+    metrics, preds = pipeline.evaluate_model(again.model, small_data, "test", max_new_tokens=6)
     assert len(preds) == len(small_data.artwork_keys("test"))
     for k in ("emo_acc", "emo_acc_strict", "bleu4", "vad_err", "div_distinct"):
         assert k in metrics
-    path = ex.write_metrics(small_data.settings, "99_test", {"emo_acc": metrics["emo_acc"]})
-    assert ex.read_metrics(small_data.settings, "99_test") == {"emo_acc": metrics["emo_acc"]}
+    path = pipeline.write_metrics(small_data.settings, "99_test", {"emo_acc": metrics["emo_acc"]})
+    assert pipeline.read_metrics(small_data.settings, "99_test") == {"emo_acc": metrics["emo_acc"]}
     assert path.name == "metrics.json"
 
 
 def test_recipes():
-    assert ex.recipe_for("full").lr == 2e-5 and ex.recipe_for("full").vad_lr == 4e-5
+    assert recipes.recipe_for("full").lr == 2e-5 and recipes.recipe_for("full").vad_lr == 4e-5
     with pytest.raises(ValueError, match="unknown profile"):
-        ex.recipe_for("huge")
+        recipes.recipe_for("huge")
 
 
 def test_gradient_accumulation_reaches_the_trainer(small_data):
     """``Recipe.gradient_accumulation_steps`` (settable in a run config) makes each step read that many batches."""
     import json
 
-    recipe = ex.recipe_for("tiny", max_steps=2, batch_size=8, gradient_accumulation_steps=2)
-    run = ex.train_model(small_data, ex.model_config_for("tiny"), recipe, seed=0, name="t-accum")
+    recipe = recipes.recipe_for("tiny", max_steps=2, batch_size=8, gradient_accumulation_steps=2)
+    run = pipeline.train_model(small_data, recipes.model_config_for("tiny"), recipe, seed=0, name="t-accum")
     assert run.history.finished and len(run.history.steps) == 2
     folder = small_data.settings.checkpoint_dir / "t-accum" / "seed-0"
     state = json.loads((folder / (folder / "latest").read_text().strip() / "state.json").read_text())

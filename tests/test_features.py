@@ -14,6 +14,7 @@ import torch
 
 from sevlm_lib.data.artemis import ArtworkAnnotations
 from sevlm_lib.data.datasets import PairBatches, TensorBank, feature_bank
+from sevlm_lib.engine import TrainConfig, Trainer
 from sevlm_lib.features import (
     MANIFEST,
     FeatureCache,
@@ -26,7 +27,6 @@ from sevlm_lib.features import (
 )
 from sevlm_lib.settings import Settings
 from sevlm_lib.text import SequenceBuilder
-from sevlm_lib.training import TrainConfig, Trainer
 from tests.model_fixtures import TEXTS, micro_model, tokenizer
 
 N_ART = 7
@@ -167,7 +167,7 @@ def test_pooling_averages_2x2_blocks_and_the_model_reads_any_token_count(
 def test_training_picks_a_matching_disk_cache_and_falls_back_otherwise(
     tok, pixels: TensorBank, tmp_path: Path
 ) -> None:
-    from sevlm_lib.experiments import image_source_for
+    from sevlm_lib.pipeline import image_source_for
 
     class Lazy:  # a lazily read image source (the full profile's LazyImages)
         def batch(self, keys):

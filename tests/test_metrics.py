@@ -18,6 +18,7 @@ import torch
 
 from sevlm_lib import metrics
 from sevlm_lib.emotions import EMOTIONS
+from sevlm_lib.models import emotion_classifier
 
 JAVA = metrics.find_java()
 needs_java = pytest.mark.skipif(JAVA is None, reason="no Java here: the METEOR/PTB path cannot run")
@@ -138,7 +139,7 @@ def test_caption_scorer_matches_pycocoevalcap_with_java_off_path(tmp_path, monke
     gts = PTBTokenizer().tokenize({k: [{"caption": r} for r in REFERENCES[k]] for k in keys})
     # The scorer must find Java itself: nothing named java on PATH, only find_java's answer.
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(metrics, "find_java", lambda: os.path.realpath(JAVA))
+    monkeypatch.setattr(metrics.captions, "find_java", lambda: os.path.realpath(JAVA))
     with metrics.CaptionScorer() as scorer:
         assert scorer.tokenizer == "ptb"
         got = scorer.score(PREDICTIONS, REFERENCES, per_item=True)
@@ -308,8 +309,8 @@ def _toy_texts(n, seed):
 def test_emotion_classifier_beats_majority_and_is_deterministic(tmp_path, one_thread):
     train, test = _toy_texts(900, seed=1), _toy_texts(300, seed=2)
     rng_before = torch.get_rng_state()
-    config = metrics.EmotionClassifierConfig(epochs=4)
-    clf = metrics.EmotionClassifier(config).fit(*train, seed=0, val=_toy_texts(100, seed=3))
+    config = emotion_classifier.EmotionClassifierConfig(epochs=4)
+    clf = emotion_classifier.EmotionClassifier(config).fit(*train, seed=0, val=_toy_texts(100, seed=3))
     assert torch.equal(torch.get_rng_state(), rng_before)  # global RNG untouched
     accuracy = clf.accuracy(*test)
     majority = metrics.majority_baseline(train[1], test[1])
@@ -317,11 +318,11 @@ def test_emotion_classifier_beats_majority_and_is_deterministic(tmp_path, one_th
     assert len(clf.history["train_loss"]) == 4 and len(clf.history["val_accuracy"]) == 4
     proba = clf.predict_proba(test[0])
     assert proba.shape == (300, 9) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
-    same = metrics.EmotionClassifier(config).fit(*train, seed=0, val=_toy_texts(100, seed=3))
+    same = emotion_classifier.EmotionClassifier(config).fit(*train, seed=0, val=_toy_texts(100, seed=3))
     assert np.array_equal(same.predict_proba(test[0]), proba)
-    other = metrics.EmotionClassifier(config).fit(*train, seed=1, val=_toy_texts(100, seed=3))
+    other = emotion_classifier.EmotionClassifier(config).fit(*train, seed=1, val=_toy_texts(100, seed=3))
     assert not np.array_equal(other.predict_proba(test[0]), proba)
-    loaded = metrics.EmotionClassifier.load(clf.save(tmp_path / "clf"))
+    loaded = emotion_classifier.EmotionClassifier.load(clf.save(tmp_path / "clf"))
     assert sorted(p.name for p in (tmp_path / "clf").iterdir()) == ["config.json", "model.safetensors"]
     assert np.array_equal(loaded.predict_proba(test[0]), proba)
     assert clf.predict(["", "joyful unseen words"]) == loaded.predict(["", "joyful unseen words"])
@@ -329,21 +330,21 @@ def test_emotion_classifier_beats_majority_and_is_deterministic(tmp_path, one_th
 
 def test_emotion_classifier_gru_encoder_runs(tmp_path, one_thread):
     train = _toy_texts(200, seed=4)
-    config = metrics.EmotionClassifierConfig(encoder="gru", embed_dim=16, hidden_dim=16, epochs=2, lr=3e-3)
-    clf = metrics.EmotionClassifier(config).fit(*train, seed=0)
-    loaded = metrics.EmotionClassifier.load(clf.save(tmp_path / "gru"))
+    config = emotion_classifier.EmotionClassifierConfig(encoder="gru", embed_dim=16, hidden_dim=16, epochs=2, lr=3e-3)
+    clf = emotion_classifier.EmotionClassifier(config).fit(*train, seed=0)
+    loaded = emotion_classifier.EmotionClassifier.load(clf.save(tmp_path / "gru"))
     assert loaded.config == config
     assert np.array_equal(loaded.predict_proba(train[0][:20]), clf.predict_proba(train[0][:20]))
 
 
 def test_emotion_classifier_errors(tmp_path):
-    clf = metrics.EmotionClassifier()
+    clf = emotion_classifier.EmotionClassifier()
     with pytest.raises(RuntimeError, match="fit"):
         clf.predict(["a"])
     with pytest.raises(ValueError, match="training label 2"):
         clf.fit(["a", "b"], ["awe", "happy"])
     with pytest.raises(FileNotFoundError, match="config.json"):
-        metrics.EmotionClassifier.load(tmp_path)
+        emotion_classifier.EmotionClassifier.load(tmp_path)
 
 
 class _KeywordClassifier:

@@ -61,7 +61,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         GROUP_RANK="0",
     )
     torch.set_num_threads(1)
-    from sevlm_lib.training import TrainConfig, Trainer
+    from sevlm_lib.engine import TrainConfig, Trainer
 
     tok = tokenizer()
     model = micro_model(tok, seed=0, vad_fusion=True, vad_head=True, contrastive=True)
@@ -87,7 +87,7 @@ def test_two_processes_stay_in_sync_and_split_the_batches(tmp_path: Path) -> Non
     import torch.multiprocessing as mp
     from safetensors.torch import load_file
 
-    from sevlm_lib.training import TrainConfig, Trainer
+    from sevlm_lib.engine import TrainConfig, Trainer
 
     mp.start_processes(
         _worker, args=(WORLD, _free_port(), str(tmp_path)), nprocs=WORLD, join=True, start_method="spawn"

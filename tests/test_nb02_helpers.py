@@ -13,8 +13,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from sevlm_lib.emotions import EMOTION_COLORS, EMOTIONS  # noqa: E402
+from sevlm_lib.engine import History  # noqa: E402
 from sevlm_lib.models.vision import CLIP_MEAN, CLIP_STD  # noqa: E402
-from sevlm_lib.training import History  # noqa: E402
 from sevlm_lib.viz import plot_emotion_distribution, plot_seed_losses, unnormalize_images  # noqa: E402
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from sevlm_lib.data.datasets import TensorBank
-from sevlm_lib.experiments import generate_for_split
 from sevlm_lib.generation import generate
 from sevlm_lib.metrics import compare_variants, describe_comparison
+from sevlm_lib.pipeline import generate_for_split
 from sevlm_lib.text import SequenceBuilder
 from tests.model_fixtures import micro_model, tokenizer
 

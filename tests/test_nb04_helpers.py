@@ -117,7 +117,7 @@ def micro():
 def test_teacher_forced_vad_matches_the_model_loss_and_targets(micro):
     import torch
 
-    from sevlm_lib.experiments import teacher_forced_vad
+    from sevlm_lib.analysis import teacher_forced_vad
     from sevlm_lib.models.heads import implied_vad
 
     builder, model, items, bank = micro
@@ -147,7 +147,7 @@ def test_teacher_forced_vad_matches_the_model_loss_and_targets(micro):
 
 
 def test_teacher_forced_vad_is_batch_size_invariant_and_baseline_has_no_head(micro):
-    from sevlm_lib.experiments import teacher_forced_vad
+    from sevlm_lib.analysis import teacher_forced_vad
     from tests.model_fixtures import micro_model
 
     builder, model, items, bank = micro

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from sevlm_lib import experiments as ex  # noqa: E402
+from sevlm_lib import analysis, pipeline, recipes  # noqa: E402
 from sevlm_lib.emotions import EMOTION_COLORS  # noqa: E402
 from sevlm_lib.metrics import knn_accuracy  # noqa: E402
 from sevlm_lib.models.heads import masked_mean, ranking_accuracy  # noqa: E402
@@ -151,10 +151,10 @@ def small_data(tmp_path_factory):
 
 def test_pair_embeddings_shapes_order_and_scores(small_data) -> None:
     items = small_data.pair_items("train")
-    model = ex.build_model(small_data, ex.model_config_for("tiny", contrastive=True), seed=0)
+    model = pipeline.build_model(small_data, recipes.model_config_for("tiny", contrastive=True), seed=0)
     batch_size = 4 if len(items) % 4 != 1 else 5
     state = torch.get_rng_state()
-    emb = ex.pair_embeddings(model, small_data, "train", batch_size=batch_size, seed=3)
+    emb = analysis.pair_embeddings(model, small_data, "train", batch_size=batch_size, seed=3)
     assert torch.equal(state, torch.get_rng_state())  # the global random state is left alone
     n, d = 2 * len(items), model.d_model
     assert emb.image.shape == emb.emotion.shape == emb.explanation.shape == (n, d)
@@ -171,7 +171,7 @@ def test_pair_embeddings_shapes_order_and_scores(small_data) -> None:
         neg1 = model.scorer(emb.image, emb.emotion, emb.explanation[torch.arange(n) ^ 1])
     torch.testing.assert_close(pos, emb.scores["pos"], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(neg1, emb.scores["neg_emotion"], rtol=1e-4, atol=1e-5)
-    again = ex.pair_embeddings(model, small_data, "train", batch_size=batch_size, seed=3)
+    again = analysis.pair_embeddings(model, small_data, "train", batch_size=batch_size, seed=3)
     assert torch.equal(again.scores["neg_visual"], emb.scores["neg_visual"])
     assert t.equals(again.table)
 
@@ -180,14 +180,14 @@ def test_pair_embeddings_single_last_item_joins_and_baseline_has_no_scores(small
     items = small_data.pair_items("train")
     n = len(items)
     size = next(b for b in range(2, n) if n % b == 1)
-    base = ex.build_model(small_data, ex.model_config_for("tiny"), seed=1)
-    emb = ex.pair_embeddings(base, small_data, "train", batch_size=size)
+    base = pipeline.build_model(small_data, recipes.model_config_for("tiny"), seed=1)
+    emb = analysis.pair_embeddings(base, small_data, "train", batch_size=size)
     assert emb.scores is None
     assert len(emb.table) == 2 * n  # nothing dropped
     assert emb.table["batch"].max() == n // size - 1  # the lone last item joined the batch before
     # the contrastive variant shares the trunk's initial weights, so its embeddings are the same
-    con = ex.build_model(small_data, ex.model_config_for("tiny", contrastive=True), seed=1)
-    other = ex.pair_embeddings(con, small_data, "train", batch_size=size)
+    con = pipeline.build_model(small_data, recipes.model_config_for("tiny", contrastive=True), seed=1)
+    other = analysis.pair_embeddings(con, small_data, "train", batch_size=size)
     torch.testing.assert_close(emb.explanation, other.explanation)
     # the explanation embedding is the masked mean of the hidden states (padding excluded)
     first = emb.table.iloc[0]
@@ -195,33 +195,33 @@ def test_pair_embeddings_single_last_item_joins_and_baseline_has_no_scores(small
     hidden = base(
         {
             **small_data.builder.collate([seq]),
-            **ex.image_source_for(base, small_data).batch([(first["art_style"], first["painting"])]),
+            **pipeline.image_source_for(base, small_data).batch([(first["art_style"], first["painting"])]),
         }
     ).hidden_states
     mask = small_data.builder.collate([seq])["explanation_mask"]
     torch.testing.assert_close(masked_mean(hidden, mask)[0], emb.explanation[0], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="batch_size"):
-        ex.pair_embeddings(base, small_data, "train", batch_size=1)
+        analysis.pair_embeddings(base, small_data, "train", batch_size=1)
 
 
 def test_sequence_embeddings_match_pair_embeddings_and_respect_causality(small_data) -> None:
-    model = ex.build_model(small_data, ex.model_config_for("tiny", contrastive=True), seed=2)
-    images = ex.image_source_for(model, small_data)
-    emb = ex.pair_embeddings(model, small_data, "train", images=images)
+    model = pipeline.build_model(small_data, recipes.model_config_for("tiny", contrastive=True), seed=2)
+    images = pipeline.image_source_for(model, small_data)
+    emb = analysis.pair_embeddings(model, small_data, "train", images=images)
     t = emb.table
     rows = [
         (e, u, (a, p))
         for a, p, e, u in t[["art_style", "painting", "emotion", "utterance"]].itertuples(index=False)
     ]
-    seq = ex.sequence_embeddings(model, small_data, rows, images=images, batch_size=7)
+    seq = analysis.sequence_embeddings(model, small_data, rows, images=images, batch_size=7)
     torch.testing.assert_close(seq["emotion"], emb.emotion, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(seq["explanation"], emb.explanation, rtol=1e-4, atol=1e-5)
     # the partner's words after this sequence's own emotion: the emotion embedding cannot see the words
     swapped = [(rows[i][0], rows[i ^ 1][1], rows[i][2]) for i in range(len(rows))]
-    sw = ex.sequence_embeddings(model, small_data, swapped, images=images)
+    sw = analysis.sequence_embeddings(model, small_data, swapped, images=images)
     torch.testing.assert_close(sw["emotion"], emb.emotion, rtol=1e-4, atol=1e-5)
     differ = torch.tensor([rows[i][1] != rows[i ^ 1][1] for i in range(len(rows))])
     assert differ.any()  # (a few annotations repeat their partner's words: those rows stay the same)
     assert (sw["explanation"] - emb.explanation)[differ].norm(dim=1).min() > 1e-4
     with pytest.raises(ValueError, match="no rows"):
-        ex.sequence_embeddings(model, small_data, [])
+        analysis.sequence_embeddings(model, small_data, [])

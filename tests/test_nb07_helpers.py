@@ -13,8 +13,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from sevlm_lib import experiments as ex  # noqa: E402
-from sevlm_lib import metrics, viz  # noqa: E402
+from sevlm_lib import analysis, metrics, pipeline, recipes, viz  # noqa: E402  # noqa: E402
 from tests.model_fixtures import small_course_data  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -102,7 +101,7 @@ def small_data(tmp_path_factory):
 
 
 def test_emo_align_classifier_beats_majority_on_artemis_mini(small_data):
-    clf = ex.train_emotion_classifier(small_data)
+    clf = pipeline.train_emotion_classifier(small_data)
     train, test = small_data.split("train"), small_data.split("test")
     accuracy = clf.accuracy(list(test["utterance"]), list(test["emotion"]))
     majority = metrics.majority_baseline(list(train["emotion"]), list(test["emotion"]))
@@ -112,56 +111,56 @@ def test_emo_align_classifier_beats_majority_on_artemis_mini(small_data):
 def test_image_only_classifier_matches_the_baseline_module(small_data):
     from sevlm_lib.baselines import image_only_accuracy
 
-    train_features = ex.image_histograms(small_data, "train")
-    clf = ex.train_image_only_classifier(small_data, seed=0, epochs=100, train_features=train_features)
+    train_features = analysis.image_histograms(small_data, "train")
+    clf = analysis.train_image_only_classifier(small_data, seed=0, epochs=100, train_features=train_features)
     keys = small_data.artwork_keys("test")
-    pred = clf.predict(ex.artwork_images(small_data, keys))
+    pred = clf.predict(pipeline.artwork_images(small_data, keys))
     gold = small_data.gold("test")
     ours = metrics.emotion_accuracy(pred, [gold[k] for k in keys])
     cols = ["art_style", "painting", "emotion", "utterance", "repetition"]
     reference = image_only_accuracy(
-        small_data.annotations[cols], ex.image_root_for(small_data.settings), epochs=100
+        small_data.annotations[cols], pipeline.image_root_for(small_data.settings), epochs=100
     )
     assert ours == pytest.approx(reference["image_only_acc"])
-    proba = clf.predict_proba(ex.artwork_images(small_data, keys[:3]))
+    proba = clf.predict_proba(pipeline.artwork_images(small_data, keys[:3]))
     assert proba.shape == (3, 9) and np.allclose(proba.sum(1), 1)
     with pytest.raises(ValueError, match="train_features"):
-        ex.train_image_only_classifier(small_data, train_features=ex.image_histograms(small_data, "test"))
+        analysis.train_image_only_classifier(small_data, train_features=analysis.image_histograms(small_data, "test"))
 
 
 def test_variant_configs_have_their_run_names():
-    for name in ex.SEVLM_VARIANTS:
-        assert ex.run_name(ex.variant_config("tiny", name)) == name
+    for name in recipes.SEVLM_VARIANTS:
+        assert recipes.run_name(recipes.variant_config("tiny", name)) == name
     with pytest.raises(ValueError, match="unknown variant"):
-        ex.variant_config("tiny", "+everything")
+        recipes.variant_config("tiny", "+everything")
 
 
 def test_sat_trains_loads_and_is_evaluated_with_a_cache(small_data):
-    recipe = ex.recipe_for("tiny", max_steps=3, batch_size=8)
-    first = ex.train_sat(small_data, 0, recipe, name="t-sat")
+    recipe = recipes.recipe_for("tiny", max_steps=3, batch_size=8)
+    first = pipeline.train_sat(small_data, 0, recipe, name="t-sat")
     assert first.history.finished and len(first.history.steps) == 3
     assert {"xe", "attention"} <= set(first.history.steps[-1])
-    again = ex.train_sat(small_data, 0, recipe, name="t-sat")  # finished: loaded, not retrained
+    again = pipeline.train_sat(small_data, 0, recipe, name="t-sat")  # finished: loaded, not retrained
     for (n, a), (_, b) in zip(
         first.model.state_dict().items(), again.model.state_dict().items(), strict=True
     ):
         assert torch.equal(a, b), n
-    grounding = ex.train_image_only_classifier(small_data, seed=0, epochs=50)
-    preds = ex.sat_predictions(again.model, small_data, "test", grounding=grounding, max_new_tokens=5)
+    grounding = analysis.train_image_only_classifier(small_data, seed=0, epochs=50)
+    preds = analysis.sat_predictions(again.model, small_data, "test", grounding=grounding, max_new_tokens=5)
     keys = small_data.artwork_keys("test")
     assert list(zip(preds["art_style"], preds["painting"], strict=True)) == keys
-    assert list(preds["emotion"]) == grounding.predict(ex.artwork_images(small_data, keys))
+    assert list(preds["emotion"]) == grounding.predict(pipeline.artwork_images(small_data, keys))
     assert (preds["explanation"].str.split().str.len() <= 5).all()
-    baseline = ex.train_model(
-        small_data, ex.variant_config("tiny", "baseline"), recipe, seed=0, name="t-base"
+    baseline = pipeline.train_model(
+        small_data, recipes.variant_config("tiny", "baseline"), recipe, seed=0, name="t-base"
     )
-    sevlm_cols = ex.generate_for_split(baseline.model, small_data, "test", max_new_tokens=5).columns
+    sevlm_cols = pipeline.generate_for_split(baseline.model, small_data, "test", max_new_tokens=5).columns
     assert list(preds.columns) == list(sevlm_cols)
 
-    scorer = ex.MemoCaptionScorer(tokenizer="simple", meteor=False)
+    scorer = analysis.MemoCaptionScorer(tokenizer="simple", meteor=False)
     with pytest.raises(ValueError, match="grounding"):
-        ex.evaluate_runs(small_data, [again], scorer=scorer, classifier=None)
-    results = ex.evaluate_runs(
+        analysis.evaluate_runs(small_data, [again], scorer=scorer, classifier=None)
+    results = analysis.evaluate_runs(
         small_data,
         [again, baseline],
         scorer=scorer,
@@ -179,7 +178,7 @@ def test_sat_trains_loads_and_is_evaluated_with_a_cache(small_data):
     assert cache.is_file()
     # the second call reads the cache (no generation: a model that would fail is never called)
     again.model.generate = None
-    cached = ex.evaluate_runs(
+    cached = analysis.evaluate_runs(
         small_data, [again], scorer=scorer, classifier=None, grounding={0: grounding}, max_new_tokens=5
     )
     assert cached[0][1].equals(sat_preds) and cached[0][0]["bleu1"] == row["bleu1"]
@@ -189,7 +188,7 @@ def test_memo_scorer_gives_the_same_scores_and_tokenizes_once(monkeypatch):
     preds = {1: "the calm water, so quiet", 2: "a dark and scary night"}
     refs = {1: ["calm water makes me feel at peace", "so quiet"], 2: ["the night is dark", "scary!"]}
     plain = metrics.CaptionScorer(tokenizer="simple", meteor=False).score(preds, refs)
-    memo = ex.MemoCaptionScorer(tokenizer="simple", meteor=False)
+    memo = analysis.MemoCaptionScorer(tokenizer="simple", meteor=False)
     calls = []
     real = metrics.CaptionScorer.tokenize
     monkeypatch.setattr(
@@ -205,21 +204,21 @@ def test_memo_scorer_gives_the_same_scores_and_tokenizes_once(monkeypatch):
 def test_cross_attention_maps_follow_greedy_decoding(small_data):
     from sevlm_lib.generation import generate
 
-    recipe = ex.recipe_for("tiny", max_steps=3, batch_size=8)
-    trained = ex.train_model(small_data, ex.variant_config("tiny", "baseline"), recipe, seed=0, name="t-base")
+    recipe = recipes.recipe_for("tiny", max_steps=3, batch_size=8)
+    trained = pipeline.train_model(small_data, recipes.variant_config("tiny", "baseline"), recipe, seed=0, name="t-base")
     model = trained.model
-    source = ex.image_source_for(model, small_data)
+    source = pipeline.image_source_for(model, small_data)
     batch = source.batch(small_data.artwork_keys("test")[:1])
     impl = model.decoder.config._attn_implementation
-    words, maps = ex.cross_attention_maps(model, small_data.builder, batch, max_new_tokens=8)
+    words, maps = analysis.cross_attention_maps(model, small_data.builder, batch, max_new_tokens=8)
     ids = generate(model, small_data.builder, batch, max_new_tokens=8).token_ids[0]
     assert words == [small_data.tokenizer.decode([t]).strip() for t in ids]
     assert maps.shape == (len(ids), model.config.vision.num_patches)
     torch.testing.assert_close(maps.sum(-1), torch.ones(len(ids)))
     assert model.decoder.config._attn_implementation == impl  # restored
-    _, per_head = ex.cross_attention_maps(model, small_data.builder, batch, max_new_tokens=8, average=False)
+    _, per_head = analysis.cross_attention_maps(model, small_data.builder, batch, max_new_tokens=8, average=False)
     cfg = model.config.decoder
     assert per_head.shape == (cfg.n_layer, cfg.n_head, len(ids), model.config.vision.num_patches)
     torch.testing.assert_close(per_head.mean(dim=(0, 1)), maps)
     with pytest.raises(ValueError, match="exactly one image"):
-        ex.cross_attention_maps(model, small_data.builder, source.batch(small_data.artwork_keys("test")[:2]))
+        analysis.cross_attention_maps(model, small_data.builder, source.batch(small_data.artwork_keys("test")[:2]))

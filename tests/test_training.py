@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sevlm_lib.training import (
+from sevlm_lib.engine import (
     History,
     TrainConfig,
     Trainer,

@@ -22,11 +22,17 @@ An unknown key, or a value of the wrong type, is an error that names the file, t
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from sevlm_lib.models.sevlm import SEVLMConfig
+from sevlm_lib.models.vad_encoder import VADEncoderConfig
+from sevlm_lib.recipes import Recipe, model_config_for, recipe_for
 from sevlm_lib.settings import PROFILES
 
 TOP_LEVEL = ("profile", "name", "seed", "model", "recipe")
@@ -35,26 +41,44 @@ MODEL_FLOATS = ("vad_loss_weight", "contrastive_loss_weight")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number of at least 1 (``--max-new-tokens 0`` is refused up front)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected a whole number >= 1")
+    return value
+
+
 class ConfigError(ValueError):
     """A run config that cannot be used; the message names the file, line and key."""
 
 
 def _recipe_fields() -> dict[str, Any]:
-    from sevlm_lib.experiments import Recipe
 
     defaults = Recipe()
     return {f.name: getattr(defaults, f.name) for f in fields(Recipe)}
 
 
 def _vad_encoder_fields() -> dict[str, Any]:
-    from sevlm_lib.models.vad_encoder import VADEncoderConfig
 
     defaults = VADEncoderConfig()
     return {f.name: getattr(defaults, f.name) for f in fields(VADEncoderConfig)}
 
 
 # Recipe fields that may be null (None) in a file.
-_NULLABLE = {"eval_every", "checkpoint_every"}
+_NULLABLE = {"eval_every", "checkpoint_every", "max_steps", "epochs", "monitor", "patience"}
+# The type a nullable field takes when it is set (its default is None).
+_SET_TYPE = {
+    "monitor": "emo_acc",
+    "max_steps": 1,
+    "epochs": 1,
+    "patience": 1,
+    "eval_every": 1,
+    "checkpoint_every": 1,
+}
 
 
 @dataclass
@@ -71,8 +95,6 @@ class RunConfig:
 
     def model_config(self, profile: str | None = None) -> Any:
         """The profile's ``SEVLMConfig`` with this file's switches, loss weights and VAD-encoder fields."""
-        from sevlm_lib.experiments import model_config_for
-        from sevlm_lib.models.sevlm import SEVLMConfig
 
         cfg = model_config_for(profile or self.profile or "tiny", **self.model)
         if self.vad_encoder:
@@ -83,7 +105,6 @@ class RunConfig:
 
     def recipe(self, profile: str | None = None, **overrides: Any) -> Any:
         """The profile's ``Recipe`` with this file's fields, then ``overrides`` on top."""
-        from sevlm_lib.experiments import recipe_for
 
         return recipe_for(profile or self.profile or "tiny", **{**self.recipe_overrides, **overrides})
 
@@ -242,7 +263,7 @@ def parse_run_config(values: Any, source: str | os.PathLike[str] = "<config>", t
                 f"{', '.join(known)}"
             )
         nullable = key in _NULLABLE
-        default = 1 if known[key] is None else known[key]
+        default = _SET_TYPE.get(key, 1) if known[key] is None else known[key]
         if isinstance(default, float):
             value = _as_number(value)
         if not _type_ok(value, default, nullable):
@@ -257,25 +278,54 @@ def parse_run_config(values: Any, source: str | os.PathLike[str] = "<config>", t
         cfg.recipe_overrides[key] = (
             float(value) if isinstance(default, float) and value is not None else value
         )
-    try:
-        cfg.recipe(cfg.profile or "tiny")
+    try:  # every value checked now, before any data or model loads
+        cfg.recipe(cfg.profile or "tiny").train_config(seed=0, device="cpu")
         cfg.model_config(cfg.profile or "tiny")
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{src}: {err}") from None
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (not "last one wins")."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"key {key!r} appears twice (lines {seen[key]} and {key_node.start_mark.line + 1})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load_run_config(path: str | os.PathLike[str]) -> RunConfig:
     """Read and validate a YAML run config."""
-    import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{path}: is a folder; expected a YAML run config file such as configs/tiny_sevlm.yaml"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8"
+        ) from None
     try:
-        values = yaml.safe_load(text)
+        values = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark is not None else ""

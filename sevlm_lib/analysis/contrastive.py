@@ -1,0 +1,161 @@
+"""Notebook 05's analysis: the embeddings the contrastive head scores, for pairs of annotations and single sequences."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sevlm_lib.data.artemis import sample_pair
+from sevlm_lib.data.datasets import ArtworkKey, ImageSource
+from sevlm_lib.models.heads import masked_mean
+from sevlm_lib.models.sevlm import SEVLM
+from sevlm_lib.pipeline import CourseData, image_source_for
+
+
+@dataclass
+class PairEmbeddings:
+    """The contrastive head's three embeddings for every sequence of a split's two-annotation items.
+
+    ``image``, ``emotion``, ``explanation``: ``[N, d]`` (the image embedding repeated for both sequences of an
+    artwork); ``table``: one row per sequence (``art_style, painting, slot, emotion, utterance, dominant,
+    batch``); ``scores``: the head's ``pos``, ``neg_emotion`` and ``neg_visual`` scores ``[N]`` when the model
+    has a contrastive head, else ``None``.
+    """
+
+    image: torch.Tensor
+    emotion: torch.Tensor
+    explanation: torch.Tensor
+    table: pd.DataFrame
+    scores: dict[str, torch.Tensor] | None = None
+
+
+@torch.no_grad()
+def pair_embeddings(
+    model: SEVLM,
+    data: CourseData,
+    split: str = "test",
+    *,
+    batch_size: int = 32,
+    seed: int = 0,
+    images: ImageSource | None = None,
+) -> PairEmbeddings:
+    """Teacher-force every two-annotation item of ``split`` and collect the contrastive head's embeddings.
+
+    Items come in ``pair_items`` order; each artwork's two annotations are drawn with
+    ``np.random.default_rng(seed)`` (as in training, two different emotions) and batched like
+    :class:`PairBatches` (``[a0, a0', a1, a1', ...]``); a last batch of one artwork joins the one before, so
+    every item is used. The negative-2 derangement of batch ``b`` is drawn with torch seed
+    ``seed * 1_000_003 + b`` without touching the global random state. ``images``: the model's image source
+    (``image_source_for(model, data)``, computed when not given; pass it to reuse a feature bank across
+    calls). The model is put in eval mode.
+    """
+
+    items = data.pair_items(split)
+    if len(items) < 2:
+        raise ValueError(
+            f"pair_embeddings: split {split!r} has {len(items)} artworks with two distinct emotions; need 2+"
+        )
+    if batch_size < 2:
+        raise ValueError(f"pair_embeddings: batch_size={batch_size}, need at least 2 artworks per batch")
+    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    if len(chunks[-1]) == 1:
+        lone = chunks.pop()
+        chunks[-1] = chunks[-1] + lone
+    model.eval()
+    device = next(model.decoder.parameters()).device
+    source = images if images is not None else image_source_for(model, data)
+    dominant = dict(
+        zip(
+            zip(data.artworks["art_style"], data.artworks["painting"], strict=True),
+            data.artworks["dominant"],
+            strict=True,
+        )
+    )
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("image", "emotion", "explanation", "pos", "neg_emotion", "neg_visual")
+    }
+    rows: list[dict[str, Any]] = []
+    for b, chunk in enumerate(chunks):
+        seqs = []
+        for it in chunk:
+            pair = sample_pair(it, rng)
+            for slot, (emotion, utterance) in enumerate(pair):
+                seqs.append(data.builder.encode(emotion, utterance))
+                rows.append(
+                    {
+                        "art_style": it.art_style,
+                        "painting": it.painting,
+                        "slot": slot,
+                        "emotion": emotion,
+                        "utterance": utterance,
+                        "dominant": dominant[(it.art_style, it.painting)],
+                        "batch": b,
+                    }
+                )
+        batch = data.builder.collate(seqs)
+        batch.update(source.batch([(it.art_style, it.painting) for it in chunk]))
+        batch["image_index"] = torch.arange(len(chunk)).repeat_interleave(2)
+        batch["pair_index"] = torch.arange(2 * len(chunk)) ^ 1
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 1_000_003 + b)
+            out = model(batch)
+        parts["image"].append(model.encode_images(batch).mean(1)[batch["image_index"]].float().cpu())
+        parts["emotion"].append(masked_mean(out.hidden_states.float(), batch["emotion_mask"]).cpu())
+        parts["explanation"].append(masked_mean(out.hidden_states.float(), batch["explanation_mask"]).cpu())
+        for k, v in (out.scores or {}).items():
+            parts[k].append(v.float().cpu())
+    scores = {k: torch.cat(parts[k]) for k in ("pos", "neg_emotion", "neg_visual") if parts[k]} or None
+    return PairEmbeddings(
+        torch.cat(parts["image"]),
+        torch.cat(parts["emotion"]),
+        torch.cat(parts["explanation"]),
+        pd.DataFrame(rows),
+        scores,
+    )
+
+
+@torch.no_grad()
+def sequence_embeddings(
+    model: SEVLM,
+    data: CourseData,
+    rows: Sequence[tuple[str, str, ArtworkKey]],
+    *,
+    images: ImageSource | None = None,
+    batch_size: int = 64,
+) -> dict[str, torch.Tensor]:
+    """Teacher-force ``(emotion, utterance, artwork key)`` rows, each with its artwork's image, and return the
+    contrastive head's text embeddings: ``{"emotion": [M, d], "explanation": [M, d]}`` (masked means of the
+    last hidden states over the emotion words and over the explanation words).
+
+    Any combination works, e.g. one annotation's words after another annotation's emotion, which is how
+    notebook 05 tests what the head reads. ``images``: as in :func:`pair_embeddings`. Eval mode.
+    """
+
+    if not rows:
+        raise ValueError("sequence_embeddings: no rows")
+    model.eval()
+    device = next(model.decoder.parameters()).device
+    source = images if images is not None else image_source_for(model, data)
+    parts: dict[str, list[torch.Tensor]] = {"emotion": [], "explanation": []}
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        keys = list(dict.fromkeys(key for _, _, key in chunk))
+        where = {key: i for i, key in enumerate(keys)}
+        batch = data.builder.collate([data.builder.encode(e, u) for e, u, _ in chunk])
+        batch.update(source.batch(keys))
+        batch = {k: v.to(device) for k, v in batch.items()}
+        index = torch.tensor([where[key] for _, _, key in chunk], device=device)
+        memory = model.encode_images(batch)[index]
+        ids, attn = batch["input_ids"], batch["attention_mask"]
+        embeds = model.embed(ids, batch["segment_ids"], batch["explanation_segment"], attn)
+        hidden = model.decode(embeds, memory, attn).last_hidden_state.float()
+        parts["emotion"].append(masked_mean(hidden, batch["emotion_mask"]).cpu())
+        parts["explanation"].append(masked_mean(hidden, batch["explanation_mask"]).cpu())
+    return {k: torch.cat(v) for k, v in parts.items()}

@@ -1,0 +1,611 @@
+"""The course pipeline: load the data, build, train, generate, evaluate, save and reload models.
+
+Both profiles go through the same functions; only the :class:`~sevlm_lib.recipes.Recipe` and the data paths
+differ.
+
+* ``load_course_data(settings)`` -> :class:`CourseData` (annotations with splits, per-artwork histograms,
+  tokenizer, sequence builder, VAD lexicon and token VAD table, images);
+* ``build_model(data, config, seed)`` -> a SEVLM with the token VAD table installed;
+* ``train_model(data, config, recipe, seed, name)`` -> trained model + history ("load if finished, else train");
+* ``evaluate_model(model, data, split)`` -> metrics + a per-artwork predictions table;
+* ``load_from_checkpoint(path)`` -> a trained model and its sequence builder, from a checkpoint folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sevlm_lib import metrics
+from sevlm_lib.data import artemis
+from sevlm_lib.data.datasets import (
+    ArtworkKey,
+    ImageSource,
+    LazyImages,
+    PairBatches,
+    TensorBank,
+    feature_bank,
+    load_pixel_bank,
+)
+from sevlm_lib.data.mini import ensure_artemis_mini, mini_image_root
+from sevlm_lib.emotions import EMOTIONS
+from sevlm_lib.engine.checkpoint import MODEL_FILE, load_checkpoint, resolve_checkpoint
+from sevlm_lib.engine.trainer import train_or_load
+from sevlm_lib.features import find_feature_cache
+from sevlm_lib.generation import emotion_distribution, generate
+from sevlm_lib.io import read_json
+from sevlm_lib.models.emotion_classifier import EmotionClassifier
+from sevlm_lib.models.sat import SATConfig, SATSpeaker
+from sevlm_lib.models.sevlm import SEVLM, SEVLMConfig, full_config, random_weights, tiny_config
+from sevlm_lib.models.vision import image_transform
+from sevlm_lib.recipes import SAT_NAME, SEEDS, Recipe, model_config_for, recipe_for, run_name
+from sevlm_lib.settings import Settings, get_settings, seed_everything
+from sevlm_lib.text import (
+    SequenceBuilder,
+    load_gpt2_tokenizer,
+    load_tokenizer,
+    save_tokenizer_info,
+    tiny_tokenizer,
+)
+from sevlm_lib.vad import load_training_lexicon
+
+MIN_WORDS, MAX_WORDS = 5, 30  # ArtEmis's own preprocessing keeps utterances of 5..30 tokens
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+@dataclass
+class CourseData:
+    """Everything a notebook needs about the data, loaded once."""
+
+    settings: Settings
+    annotations: pd.DataFrame
+    artworks: pd.DataFrame
+    tokenizer: Any
+    builder: SequenceBuilder
+    lexicon: Any
+    token_vad: tuple[torch.Tensor, torch.Tensor]
+    images: ImageSource
+    image_size: int
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def profile(self) -> str:
+        return self.settings.profile
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the annotations and tokenizer, so checkpoints are reused only for the same data."""
+        h = hashlib.sha256()
+        cols = ["art_style", "painting", "emotion", "utterance", "split"]
+        h.update(pd.util.hash_pandas_object(self.annotations[cols], index=False).values.tobytes())
+        h.update(str(len(self.tokenizer)).encode())
+        h.update(str(self.image_size).encode())
+        return h.hexdigest()[:16]
+
+    def split(self, name: str) -> pd.DataFrame:
+        """The annotations of one split (``train``, ``val``, ``test`` or ``rest``)."""
+        return self.annotations[self.annotations["split"] == name]
+
+    def pair_items(self, split: str = "train") -> list[artemis.ArtworkAnnotations]:
+        return artemis.pair_items(self.split(split))
+
+    def artwork_keys(self, split: str) -> list[ArtworkKey]:
+        rows = self.artworks[self.artworks["split"] == split]
+        return list(zip(rows["art_style"], rows["painting"], strict=True))
+
+    def references(self, split: str) -> dict[ArtworkKey, list[str]]:
+        """All human explanations of each artwork of a split."""
+        df = self.split(split)
+        return {k: list(g["utterance"]) for k, g in df.groupby(["art_style", "painting"], sort=True)}
+
+    def gold(self, split: str, rule: str = "artemis") -> dict[ArtworkKey, str | None]:
+        rows = self.artworks[self.artworks["split"] == split]
+        col = "dominant" if rule == "artemis" else f"dominant_{rule}"
+        return dict(zip(zip(rows["art_style"], rows["painting"], strict=True), rows[col], strict=True))
+
+
+def _filter_lengths(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    n_words = df["utterance"].map(word_count)
+    short, long = n_words < MIN_WORDS, n_words > MAX_WORDS
+    dropped = {"too_short": int(short.sum()), "too_long": int(long.sum())}
+    return df[~(short | long)].reset_index(drop=True), dropped
+
+
+def load_course_data(
+    settings: Settings | None = None,
+    *,
+    image_size: int | None = None,
+    max_len: int = 30,
+    lexicon: Any = None,
+    progress: bool | None = None,
+) -> CourseData:
+    """Load annotations, splits, tokenizer, lexicon and images for the settings' profile.
+
+    tiny: ArtEmis-mini (generated on first use), a BPE trained on its training explanations, 64-px images
+    held in memory. full: the ArtEmis CSV and WikiArt images from settings, GPT-2's tokenizer, images read
+    lazily (or use the CLIP feature cache). Utterances under 5 or over 30 words are dropped as in ArtEmis's
+    preprocessing, and the counts are reported in ``dropped``.
+    """
+
+    settings = settings or get_settings()
+    progress = (not settings.quiet) if progress is None else progress
+    if settings.profile == "tiny":
+        csv = ensure_artemis_mini(settings)
+        image_root = mini_image_root(settings)
+        image_size = image_size or tiny_config().vision.image_size
+    else:
+        csv = settings.artemis_csv
+        image_root = settings.wikiart_dir
+        image_size = image_size or full_config().vision.image_size
+    raw = artemis.load_artemis(csv)
+    df, dropped = _filter_lengths(raw)
+    df = artemis.split_artemis(df, seed=2021)
+    hist = artemis.emotion_histograms(df)
+    split_of = df.drop_duplicates(["art_style", "painting"]).set_index(["art_style", "painting"])["split"]
+    hist["split"] = [split_of[(a, p)] for a, p in zip(hist["art_style"], hist["painting"], strict=True)]
+    hist["dominant"] = artemis.dominant_emotions(hist, rule="artemis")
+    hist["dominant_strict"] = artemis.dominant_emotions(hist, rule="strict")
+    hist["entropy"] = artemis.annotator_entropy(hist)
+    if settings.profile == "tiny":
+        tokenizer = tiny_tokenizer(list(df.loc[df["split"] == "train", "utterance"]), settings.cache_dir)
+    else:
+        tokenizer = load_gpt2_tokenizer()
+    builder = SequenceBuilder(tokenizer, max_len=max_len)
+    lexicon = lexicon if lexicon is not None else load_training_lexicon(settings)
+    token_vad = lexicon.token_vad_table(tokenizer)
+    resolver = artemis.ImageResolver(image_root)
+    transform = image_transform(image_size)
+    keys = list(zip(hist["art_style"], hist["painting"], strict=True))
+    if settings.profile == "tiny":
+        images: ImageSource = load_pixel_bank(keys, resolver, transform, progress=progress)
+    else:
+        images = LazyImages(resolver, transform)
+    return CourseData(settings, df, hist, tokenizer, builder, lexicon, token_vad, images, image_size, dropped)
+
+
+def build_model(data: CourseData, config: SEVLMConfig, seed: int) -> SEVLM:
+    """A fresh SEVLM for ``data``'s tokenizer, seeded, with the token VAD table installed."""
+    seed_everything(seed)
+    cfg = config.with_tokenizer(data.tokenizer)
+    if cfg.vision.image_size != data.image_size:
+        d = cfg.to_dict()
+        d["vision"]["image_size"] = data.image_size
+        cfg = SEVLMConfig.from_dict(d)
+    model = SEVLM(cfg)
+    model.set_token_vad(*data.token_vad)
+    return model
+
+
+def image_source_for(model: SEVLM, data: CourseData, use_features: bool = True) -> ImageSource:
+    """Cached frozen-tower features when possible, else the raw images (the live encoder).
+
+    Images held in memory (tiny profile) are encoded once into an in-memory bank; images read lazily (full
+    profile) come from a matching on-disk feature cache (``sevlm_lib.features``: same encoder weights, every
+    artwork present) when one exists under ``{cache_dir}/features``.
+    """
+    if use_features and model.config.vision.frozen:
+        if isinstance(data.images, TensorBank):
+            return feature_bank(model.vision, data.images)
+
+        keys = list(zip(data.artworks["art_style"], data.artworks["painting"], strict=True))
+        cache = find_feature_cache(data.settings, model.config, vision=model.vision, keys=keys)
+        if cache is not None:
+            return cache
+    return data.images
+
+
+@dataclass
+class TrainedModel:
+    model: SEVLM
+    history: Any
+    name: str
+    seed: int
+    checkpoint_dir: Path
+    train_seconds: float
+
+
+def train_model(
+    data: CourseData,
+    config: SEVLMConfig,
+    recipe: Recipe,
+    *,
+    seed: int,
+    name: str,
+    use_features: bool = True,
+    eval_fn: Any = None,
+    resume: bool = True,
+) -> TrainedModel:
+    """Train one variant on the training split's two-annotation items ("load if finished, else train").
+
+    Every variant (baseline included) sees the same pair batches, so ablations differ only in the model.
+    Checkpoints go to ``{checkpoint_dir}/{name}/seed-{seed}`` and logs to ``{runs_dir}/train/{name}/seed-{seed}``.
+    """
+
+    settings = data.settings
+    model = build_model(data, config, seed)
+    source = image_source_for(model, data, use_features)
+    batches = PairBatches(
+        data.pair_items("train"), data.builder, source, batch_size=recipe.batch_size, seed=seed
+    )
+    train_cfg = recipe.train_config(seed=seed, device=settings.device)
+    ckpt = settings.checkpoint_dir / name / f"seed-{seed}"
+    run_dir = settings.runs_dir / "train" / name / f"seed-{seed}"
+
+    def save_extra(folder: Path) -> None:
+        save_tokenizer_info(data.tokenizer, folder / "tokenizer")
+        (folder / "model_config.json").write_text(json.dumps(model.config.to_dict(), indent=1))
+
+    t0 = time.perf_counter()
+    history = train_or_load(
+        model,
+        train_cfg,
+        batches.batches,
+        len(batches),
+        checkpoint_dir=ckpt,
+        run_dir=run_dir,
+        eval_fn=eval_fn,
+        param_groups=model.parameter_groups(recipe.lr, recipe.vad_lr),
+        save_extra=save_extra,
+        fingerprint_extra={
+            "model": model.config.to_dict(),
+            "data": data.fingerprint,
+            "recipe": recipe.to_dict(),
+        },
+        quiet=settings.quiet,
+    )
+    seconds = float(getattr(history, "train_seconds", None) or (time.perf_counter() - t0))
+    model.eval()
+    return TrainedModel(model, history, name, seed, ckpt, seconds)
+
+
+def generate_for_split(
+    model: SEVLM,
+    data: CourseData,
+    split: str = "test",
+    *,
+    batch_size: int = 128,
+    max_new_tokens: int = 25,
+    use_features: bool = True,
+    use_cache: bool | None = None,
+) -> pd.DataFrame:
+    """Greedy generations for every artwork of a split: one row per artwork with emotion and explanation.
+
+    ``use_cache=None`` keeps the KV cache unless the model has a non-causal VAD encoder, which cannot decode
+    incrementally and must re-run the whole sequence at every step (the reference's way).
+    """
+
+    if use_cache is None:
+        use_cache = not (model.config.vad_fusion and not model.config.vad_encoder.causal)
+    keys = data.artwork_keys(split)
+    source = image_source_for(model, data, use_features)
+    device = next(model.decoder.parameters()).device
+    rows: list[dict[str, Any]] = []
+    for i in range(0, len(keys), batch_size):
+        chunk = keys[i : i + batch_size]
+        batch = {k: v.to(device) for k, v in source.batch(chunk).items()}
+        gen = generate(model, data.builder, batch, max_new_tokens=max_new_tokens, use_cache=use_cache)
+        probs = emotion_distribution(model, data.builder, batch).cpu().numpy()
+        for k, p, pr in zip(chunk, gen.parsed, probs, strict=True):
+            rows.append(
+                {
+                    "art_style": k[0],
+                    "painting": k[1],
+                    "text": p.text,
+                    "emotion": p.emotion,
+                    "explanation": p.explanation,
+                    "has_because": p.has_because,
+                    "p_max_emotion": EMOTIONS[int(np.argmax(pr))],
+                    **{f"p_{e}": float(x) for e, x in zip(EMOTIONS, pr, strict=True)},
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def evaluate_model(
+    model: SEVLM,
+    data: CourseData,
+    split: str = "test",
+    *,
+    scorer: Any = None,
+    classifier: Any = None,
+    max_new_tokens: int = 25,
+    predictions: pd.DataFrame | None = None,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Emo-A (both rules), BLEU-1..4/ROUGE-L/CIDEr (+METEOR with a METEOR-enabled ``scorer``), VAD error,
+    Emo-Align (when a ``classifier`` is given) and diversity, on the explanations only."""
+
+    preds = (
+        predictions
+        if predictions is not None
+        else generate_for_split(model, data, split, max_new_tokens=max_new_tokens)
+    )
+    keys = list(zip(preds["art_style"], preds["painting"], strict=True))
+    gold = data.gold(split, "artemis")
+    gold_strict = data.gold(split, "strict")
+    refs = data.references(split)
+    out: dict[str, float] = {
+        "emo_acc": metrics.emotion_accuracy(list(preds["emotion"]), [gold[k] for k in keys]),
+        "emo_acc_strict": metrics.emotion_accuracy(list(preds["emotion"]), [gold_strict[k] for k in keys]),
+        "emo_acc_dist": metrics.emotion_accuracy(list(preds["p_max_emotion"]), [gold[k] for k in keys]),
+        "valid_emotion": float(preds["emotion"].notna().mean()),
+    }
+    own = scorer or metrics.CaptionScorer(tokenizer="simple", meteor=False)
+    expl = {k: (e if e else "") for k, e in zip(keys, preds["explanation"], strict=True)}
+    caption = own.score(expl, {k: refs[k] for k in keys})
+    out.update(
+        {
+            k: caption[k]
+            for k in ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "meteor")
+            if caption.get(k) is not None
+        }
+    )
+    vad = metrics.vad_error_report(list(expl.values()), [refs[k] for k in keys], data.lexicon)
+    out["vad_err"] = vad.error
+    if classifier is not None:
+        out["emo_align"] = metrics.emo_align(classifier, list(expl.values()), [gold[k] for k in keys])
+    div = metrics.diversity(list(expl.values()), data.split("train")["utterance"])
+    out.update({f"div_{k}": v for k, v in div.items()})
+    out["n_artworks"] = float(len(keys))
+    return out, preds
+
+
+def train_emotion_classifier(data: CourseData, seed: int = 0) -> Any:
+    """The Emo-Align classifier, trained on the training split's human explanations (cached in cache_dir)."""
+
+    folder = data.settings.cache_dir / "emo_align" / f"{data.fingerprint}-seed{seed}"
+    if (folder / "config.json").is_file():
+        return EmotionClassifier.load(folder)
+    train = data.split("train")
+    clf = EmotionClassifier()
+    clf.fit(list(train["utterance"]), list(train["emotion"]), seed=seed)
+    clf.save(folder)
+    return clf
+
+
+def majority_accuracy(data: CourseData, split: str = "test", rule: str = "artemis") -> float:
+    """Accuracy of always predicting the most frequent dominant emotion of the training artworks."""
+    train_gold = [g for g in data.gold("train", rule).values() if g is not None]
+    top = pd.Series(train_gold).value_counts().index[0]
+    gold = [g for g in data.gold(split, rule).values() if g is not None]
+    return float(np.mean([g == top for g in gold]))
+
+
+def write_metrics(settings: Settings, notebook: str, values: dict[str, Any]) -> Path:
+    """Write ``{runs_dir}/{notebook}/metrics.json`` (sorted keys, atomically)."""
+    folder = settings.run_dir(notebook)
+    path = folder / "metrics.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(values, indent=1, sort_keys=True, default=jsonable))
+    tmp.replace(path)
+    return path
+
+
+def read_metrics(settings: Settings, notebook: str) -> dict[str, Any] | None:
+    path = settings.runs_dir / notebook / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def jsonable(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"cannot write {type(x).__name__} to metrics.json")
+
+
+def train_and_evaluate(
+    data: CourseData,
+    config: SEVLMConfig,
+    seeds: Sequence[int] = SEEDS,
+    recipe: Recipe | None = None,
+    *,
+    split: str = "test",
+    classifier: Any = None,
+    name: str | None = None,
+) -> list[dict[str, Any]]:
+    """Train (or load) one variant for each seed and evaluate it; one row of metrics per seed.
+
+    Evaluations are cached in ``{runs_dir}/eval/{name}/seed-{seed}.json`` next to the checkpoint they came from
+    (keyed by the data fingerprint), so the comparison notebook reads them back in seconds.
+    """
+    recipe = recipe or recipe_for(data.profile)
+    name = name or run_name(config)
+    classifier = classifier if classifier is not None else train_emotion_classifier(data)
+    rows = []
+    for seed in seeds:
+        cache = data.settings.runs_dir / "eval" / name / f"seed-{seed}.json"
+        trained = train_model(data, config, recipe, seed=seed, name=name)
+        key = {
+            "data": data.fingerprint,
+            "recipe": recipe.to_dict(),
+            "split": split,
+            "model": trained.model.config.to_dict(),
+        }
+        if cache.is_file():
+            saved = json.loads(cache.read_text())
+            if saved.get("key") == key:
+                rows.append(saved["row"])
+                continue
+        metrics, _ = evaluate_model(
+            trained.model, data, split, classifier=classifier, max_new_tokens=recipe.max_new_tokens
+        )
+        row = {
+            "variant": name,
+            "seed": seed,
+            "train_seconds": trained.train_seconds,
+            "n_params": trained.model.count_parameters()["trainable"],
+            **metrics,
+        }
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"key": key, "row": row}, indent=1, default=jsonable))
+        rows.append(row)
+    return rows
+
+
+def load_trained(
+    data: CourseData, config: SEVLMConfig, seed: int, recipe: Recipe | None = None, name: str | None = None
+) -> TrainedModel:
+    """The trained model of a variant and seed (trains it first when no finished run exists)."""
+    return train_model(
+        data, config, recipe or recipe_for(data.profile), seed=seed, name=name or run_name(config)
+    )
+
+
+def sat_config_for(data: CourseData, **overrides: Any) -> Any:
+    """The Show-Attend-Tell speaker for ``data``: the profile's frozen vision tower, ``data``'s tokenizer.
+
+    tiny: 64-wide embeddings and LSTM (~0.23M trainable parameters, about the tiny SEVLM's 0.2M); full:
+    ArtEmis-like sizes (embeddings 128, LSTM 512, attention 512) over CLIP's patches.
+    """
+    vision = replace(model_config_for(data.profile).vision, image_size=data.image_size)
+    sizes: dict[str, Any] = {}
+    if data.profile == "full":
+        sizes = {"embed_dim": 128, "hidden_size": 512, "attention_dim": 512, "emotion_dim": 32}
+    b = data.builder
+    return SATConfig(
+        vision=vision,
+        vocab_size=len(data.tokenizer),
+        pad_id=b.pad_id,
+        bos_id=b.bos_id,
+        eos_id=b.eos_id,
+        emotion_token_ids=[list(b.emotion_ids[e]) for e in EMOTIONS],
+        **{**sizes, **overrides},
+    )
+
+
+def train_sat(
+    data: CourseData,
+    seed: int,
+    recipe: Recipe | None = None,
+    *,
+    config: Any = None,
+    name: str = SAT_NAME,
+) -> TrainedModel:
+    """Train (or load, "load if finished, else train") the Show-Attend-Tell speaker on the pair batches every
+    SEVLM variant sees, with the same training engine and recipe (one learning rate: ``recipe.lr``).
+
+    Checkpoints go to ``{checkpoint_dir}/{name}/seed-{seed}``, logs to ``{runs_dir}/train/{name}/seed-{seed}``.
+    """
+
+    settings = data.settings
+    recipe = recipe or recipe_for(data.profile)
+    config = config or sat_config_for(data)
+    seed_everything(seed)
+    model = SATSpeaker(config)
+    source = image_source_for(model, data)  # type: ignore[arg-type]
+    batches = PairBatches(
+        data.pair_items("train"), data.builder, source, batch_size=recipe.batch_size, seed=seed
+    )
+    train_cfg = recipe.train_config(seed=seed, device=settings.device, evaluate=False)
+
+    def save_extra(folder: Path) -> None:
+        save_tokenizer_info(data.tokenizer, folder / "tokenizer")
+        (folder / "sat_config.json").write_text(json.dumps(config.to_dict(), indent=1))
+
+    t0 = time.perf_counter()
+    history = train_or_load(
+        model,
+        train_cfg,
+        batches.batches,
+        len(batches),
+        checkpoint_dir=settings.checkpoint_dir / name / f"seed-{seed}",
+        run_dir=settings.runs_dir / "train" / name / f"seed-{seed}",
+        save_extra=save_extra,
+        fingerprint_extra={"sat": config.to_dict(), "data": data.fingerprint, "recipe": recipe.to_dict()},
+        quiet=settings.quiet,
+    )
+    seconds = float(getattr(history, "train_seconds", None) or (time.perf_counter() - t0))
+    model.eval()
+    return TrainedModel(model, history, name, seed, settings.checkpoint_dir / name / f"seed-{seed}", seconds)  # type: ignore[arg-type]
+
+
+def image_root_for(settings: Settings) -> Path:
+    """Where the profile's artwork images live (ArtEmis-mini's images, or the WikiArt folder)."""
+    if settings.profile == "tiny":
+        return mini_image_root(settings)
+    return settings.wikiart_dir
+
+
+def artwork_images(data: CourseData, keys: Sequence[ArtworkKey]) -> list[Any]:
+    """The original images (RGB ``PIL.Image``) of some artworks, read from disk."""
+    resolver = artemis.ImageResolver(image_root_for(data.settings))
+    paths = resolver.check(pd.DataFrame(list(keys), columns=["art_style", "painting"]))
+    return [artemis.open_image(paths[k]) for k in keys]
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+
+
+MODEL_CONFIG = "model_config.json"
+
+
+RUN_INFO = "run.json"
+SEVLM_CHECKPOINT_FILES = (MODEL_FILE, MODEL_CONFIG)  # what a checkpoint needs to rebuild a SEVLM
+
+
+def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What is known about a checkpoint: its folder, ``state.json``, the recipe and ``run.json`` if any."""
+    folder = resolve_checkpoint(path, needs=SEVLM_CHECKPOINT_FILES)
+    state = read_json(folder / "state.json") if (folder / "state.json").is_file() else {}
+    extra = state.get("fingerprint_payload", {}).get("extra", {})
+    run_file = folder.parent / RUN_INFO
+    return {
+        "path": str(folder),
+        "run_dir": str(folder.parent),
+        "step": state.get("step"),
+        "finished": state.get("finished"),
+        "recipe": extra.get("recipe", {}),
+        "data_fingerprint": extra.get("data"),
+        "run": read_json(run_file) if run_file.is_file() else {},
+    }
+
+
+def load_from_checkpoint(
+    checkpoint_path: str | os.PathLike[str], *, device: str = "cpu"
+) -> tuple[SEVLM, SequenceBuilder]:
+    """``(model, builder)`` from a checkpoint folder (or the latest checkpoint of a run folder), in eval mode.
+
+    ``model.config`` is the saved config (hub ids included, so a matching feature cache is found); the
+    builder uses the saved tokenizer and the recipe's ``max_len``.
+    """
+
+    folder = resolve_checkpoint(checkpoint_path, needs=SEVLM_CHECKPOINT_FILES)
+    try:
+        cfg = SEVLMConfig.from_dict(read_json(folder / MODEL_CONFIG))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{folder / MODEL_CONFIG}: not a SEVLM config ({err})") from None
+    tokenizer = load_tokenizer(folder / "tokenizer")
+    if len(tokenizer) != cfg.vocab_size:
+        raise ValueError(
+            f"{folder}: the tokenizer has {len(tokenizer)} tokens but {MODEL_CONFIG} says vocab_size={cfg.vocab_size}"
+        )
+    model = SEVLM(random_weights(cfg))
+    model.config = cfg
+    load_checkpoint(folder, model)
+    model.to(device).eval()
+    info = checkpoint_info(folder)
+    max_len = int(info["recipe"].get("max_len", 30))
+    return model, SequenceBuilder(tokenizer, max_len=max_len)
+
+
+def profile_of(checkpoint_path: str | os.PathLike[str]) -> str:
+    """The profile a checkpoint was trained on: from ``run.json``, else from its encoder (hub weights = full)."""
+    info = checkpoint_info(checkpoint_path)
+    if info["run"].get("profile"):
+        return str(info["run"]["profile"])
+    cfg = read_json(Path(info["path"]) / MODEL_CONFIG)
+    return "full" if cfg.get("vision", {}).get("hub_id") else "tiny"

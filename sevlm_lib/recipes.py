@@ -1,0 +1,135 @@
+"""Recipes: how each variant is trained, named and seeded (the choices, not the machinery).
+
+A :class:`Recipe` holds the optimiser, batch, step and evaluation settings of a profile (``recipe_for``);
+``variant_config`` turns a variant name (``baseline``, ``+fusion``, ``+head``, ``+contrastive``, ``full``)
+into a model config; ``run_name`` is the checkpoint name every notebook and the command line share.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sevlm_lib.engine.config import TrainConfig
+from sevlm_lib.models.sevlm import SEVLMConfig, full_config, tiny_config
+
+
+@dataclass
+class Recipe:
+    """How to train: optimiser, batch, steps. ``tiny`` trains from scratch (higher LR); ``full`` fine-tunes."""
+
+    lr: float = 3e-3
+    vad_lr: float = 6e-3
+    batch_size: int = 32  # artworks per batch (= 2x sequences)
+    max_steps: int | None = 600
+    epochs: int | None = None  # passes over the training artworks; give this or max_steps
+    eval_every: int | None = None
+    max_grad_norm: float = 1.0
+    gradient_accumulation_steps: int = 1  # batches per optimizer step (effective batch = batch_size x this)
+    max_len: int = 30
+    max_new_tokens: int = 25
+    mixed_precision: str = "auto"
+    checkpoint_every: int | None = 200  # a checkpoint every 200 steps: an interrupted run loses little
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    monitor: str | None = None  # the validation metric that picks the best checkpoint (with eval_every)
+    mode: str = "max"  # "max" or "min": which way the monitored metric improves
+    patience: int | None = None  # stop after this many evaluations without a better monitored metric
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_len", "max_new_tokens", "gradient_accumulation_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Recipe.{name}={value!r}: expected a whole number >= 1")
+        for name in ("lr", "vad_lr"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"Recipe.{name}={value!r}: expected a finite number > 0")
+        if self.monitor is not None and not self.eval_every:
+            raise ValueError(f"Recipe.monitor={self.monitor!r} needs Recipe.eval_every (how often to evaluate)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (part of a run's fingerprint)."""
+        return asdict(self)
+
+    def train_config(self, *, seed: int, device: str, evaluate: bool = True) -> TrainConfig:
+        """The training engine's ``TrainConfig`` for this recipe (``evaluate=False``: no periodic evaluation)."""
+
+        return TrainConfig(
+            seed=seed,
+            max_steps=self.max_steps,
+            epochs=self.epochs,
+            lr=self.lr,
+            max_grad_norm=self.max_grad_norm,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            eval_every=self.eval_every if evaluate else None,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
+            monitor=self.monitor if evaluate else None,
+            mode=self.mode,
+            patience=self.patience if evaluate else None,
+            checkpoint_every=self.checkpoint_every,
+            mixed_precision=self.mixed_precision,
+            device=device,
+        )
+
+
+def recipe_for(profile: str, **overrides: Any) -> Recipe:
+    """The default recipe of a profile, with overrides. ``full`` is the paper's: LR 2e-5/4e-5, batch 32."""
+    if profile == "full":
+        base = Recipe(
+            lr=2e-5,
+            vad_lr=4e-5,
+            batch_size=32,
+            max_steps=None,
+            epochs=35,
+            eval_every=2000,
+            checkpoint_every=1000,
+        )
+    elif profile == "tiny":
+        base = Recipe()
+    else:
+        raise ValueError(f"unknown profile {profile!r}: expected 'tiny' or 'full'")
+    values = {**base.to_dict(), **overrides}
+    # A run has a length in steps or in epochs: setting one clears the other (unless both were given).
+    for one, other in (("max_steps", "epochs"), ("epochs", "max_steps")):
+        if overrides.get(one) is not None and other not in overrides:
+            values[other] = None
+    return Recipe(**values)
+
+
+def model_config_for(profile: str, **switches: Any) -> SEVLMConfig:
+    """The architecture of a profile (``tiny_config`` or ``full_config``) with switches."""
+    return full_config(**switches) if profile == "full" else tiny_config(**switches)
+
+
+SEEDS: tuple[int, ...] = (0, 1, 2)
+
+
+SEVLM_VARIANTS: tuple[str, ...] = ("baseline", "+fusion", "+head", "+contrastive", "full")
+
+
+SAT_NAME = "sat"
+
+
+def run_name(config: SEVLMConfig) -> str:
+    """The checkpoint/run name of a variant, shared by every notebook (so a run trained once is reused)."""
+    name = config.variant
+    if config.vad_fusion and not config.vad_encoder.causal:
+        name += "-noncausal"
+    return name
+
+
+def variant_config(profile: str, variant: str) -> SEVLMConfig:
+    """The config of a named variant (``baseline``, ``+fusion``, ``+head``, ``+contrastive``, ``full``)."""
+    switches = {
+        "baseline": {},
+        "+fusion": {"vad_fusion": True},
+        "+head": {"vad_head": True},
+        "+contrastive": {"contrastive": True},
+        "full": {"vad_fusion": True, "vad_head": True, "contrastive": True},
+    }
+    if variant not in switches:
+        raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(switches)}")
+    return model_config_for(profile, **switches[variant])
