@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sevlm_lib.models.common import Captioner
 from sevlm_lib.models.vision import VisionConfig, VisionEncoder, build_vision_encoder
 
 
@@ -129,7 +130,7 @@ def explanation_targets(
     return out.to(input_ids.device), torch.tensor(emotions, dtype=torch.long, device=input_ids.device)
 
 
-class SATSpeaker(nn.Module):
+class SATSpeaker(Captioner):
     """Emotion-grounded Show-Attend-Tell. ``forward(batch) -> SATOutput``; :meth:`generate` decodes."""
 
     def __init__(self, config: SATConfig, vision: VisionEncoder | None = None):
@@ -155,15 +156,6 @@ class SATSpeaker(nn.Module):
         self.out = nn.Linear(h, config.vocab_size)
 
     # ------------------------------------------------------------------ pieces
-    def image_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Patch features ``[B, P, Dv]``: cached ``image_features`` when present, else the frozen tower."""
-        key = "image_features" if "image_features" in batch else "pixel_values"
-        if key not in batch:
-            raise KeyError("the batch has neither 'pixel_values' nor 'image_features'")
-        if len(batch[key]) == 0:
-            raise ValueError(f"empty batch: '{key}' has no rows")
-        return batch[key] if key == "image_features" else self.vision(batch[key])
-
     def targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(tokens [N, L], emotion [N])``: ``sat_tokens``/``emotion_labels`` if the batch has them, else
         read from a course batch (:func:`explanation_targets`)."""
@@ -289,10 +281,3 @@ class SATSpeaker(nn.Module):
         eos = self.config.eos_id
         ids = [row[: row.index(eos)] if eos in row else row for row in rows]
         return SATGeneration(ids, [att[i, : len(r)] for i, r in enumerate(ids)])
-
-    def count_parameters(self) -> dict[str, int]:
-        """Trainable and frozen parameter counts."""
-        out = {"trainable": 0, "frozen": 0}
-        for p in self.parameters():
-            out["trainable" if p.requires_grad else "frozen"] += p.numel()
-        return out
