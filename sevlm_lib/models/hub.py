@@ -130,13 +130,19 @@ def _from_pretrained_quietly(cls: Any, hub_id: str, revision: str | None, **kwar
     load: Callable[..., Any] = cls.from_pretrained
     if not hasattr(cls, "_load_pretrained_model"):  # a tokenizer or config: nothing to report
         return load(hub_id, revision=revision, **kwargs)
+    from transformers.utils import logging as hf_logging
+
     target = logging.getLogger("transformers.modeling_utils")
     hold = _HoldLoadReports()
     target.addFilter(hold)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the "Loading weights" bar of a few-second load
     try:
         model, info = load(hub_id, revision=revision, output_loading_info=True, **kwargs)
     finally:
         target.removeFilter(hold)
+        if bars:
+            hf_logging.enable_progress_bar()
     unused, other_unused = _kinds(sorted(info.get("unexpected_keys", ())), _EXPECTED_UNUSED)
     new, other_new = _kinds(sorted(info.get("missing_keys", ())), _EXPECTED_NEW)
     if other_unused or other_new or info.get("mismatched_keys"):
