@@ -2,8 +2,10 @@
 
 * **Fail fast.** With ``HF_HUB_OFFLINE`` unset, a machine without internet makes every hub call wait on
   retries (about two minutes per process). :func:`load_from_hub` first tries one TCP connection to the hub
-  (or to the HTTPS proxy), :data:`PROBE_TIMEOUT_S` seconds at most, once per process. When that fails it reads
-  the local cache only and says, once, to set ``HF_HUB_OFFLINE=1``; nothing then waits on the network.
+  (or to the HTTPS proxy), :data:`PROBE_TIMEOUT_S` seconds at most, once per process. When that fails it
+  switches this process's hub client offline (:func:`offline_if_unreachable`), reads the local cache only and
+  says, once, to set ``HF_HUB_OFFLINE=1``; nothing then waits on the network. Call
+  :func:`offline_if_unreachable` before any other hub access (e.g. a tokenizer) for the same effect there.
 * **Quiet, explained load reports.** transformers prints a table of every weight it did not use
   ("UNEXPECTED": CLIP's text tower, which SEVLM never uses) or had to create ("MISSING": GPT-2's new
   cross-attention, which SEVLM trains). When every row is one of these expected kinds the table is dropped
@@ -161,6 +163,28 @@ def _from_pretrained_quietly(cls: Any, hub_id: str, revision: str | None, **kwar
     return model
 
 
+def offline_if_unreachable() -> bool:
+    """``True`` when this process must not use the network for the hub: ``HF_HUB_OFFLINE`` is set, or the
+    hub cannot be reached (:func:`hub_reachable`), in which case the hub client is switched offline for the
+    rest of the process (every hub call then reads the cache, with no retries) and a note says, once, to set
+    ``HF_HUB_OFFLINE=1``."""
+    if hub_offline():
+        return True
+    if hub_reachable():
+        return False
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = True  # read at call time by huggingface_hub and transformers
+    if "probe" not in _explained:
+        _explained.add("probe")
+        host, port = _probe_target()
+        _note(
+            f"the Hugging Face hub ({host}:{port}) cannot be reached: reading the local cache only. "
+            "Set HF_HUB_OFFLINE=1 to skip this check (and the hub's retries) when working offline."
+        )
+    return True
+
+
 def load_from_hub(cls: Any, hub_id: str, revision: str | None, **kwargs: Any) -> Any:
     """``cls.from_pretrained(hub_id, revision=...)``, failing fast when the hub cannot be reached.
 
@@ -168,19 +192,10 @@ def load_from_hub(cls: Any, hub_id: str, revision: str | None, **kwargs: Any) ->
     to the hub fails, the local cache is read (``local_files_only=True``) with a note to set
     ``HF_HUB_OFFLINE=1``. A copy that is not cached raises an ``OSError`` with the command that fetches it.
     """
-    offline = hub_offline()
-    unreachable = False
-    if not offline and not kwargs.get("local_files_only"):
-        unreachable = not hub_reachable()
-        if unreachable:
-            kwargs["local_files_only"] = True
-            if "probe" not in _explained:
-                _explained.add("probe")
-                host, port = _probe_target()
-                _note(
-                    f"the Hugging Face hub ({host}:{port}) cannot be reached: reading the local cache only. "
-                    "Set HF_HUB_OFFLINE=1 to skip this check (and the hub's retries) when working offline."
-                )
+    if not kwargs.get("local_files_only") and offline_if_unreachable():
+        kwargs["local_files_only"] = True
+    unreachable = "probe" in _explained  # this process found the hub unreachable (and went offline)
+    offline = hub_offline() and not unreachable
     try:
         return _from_pretrained_quietly(cls, hub_id, revision, **kwargs)
     except OSError as err:
