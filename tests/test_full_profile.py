@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sevlm_lib.settings import Settings
 from tests import fake_hub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,3 +293,99 @@ def test_a_normal_run_prints_no_transformers_notes(runs: dict[str, Any]) -> None
 def test_check_says_png_images_are_accepted(runs: dict[str, Any]) -> None:
     wikiart = [line for line in _ok(runs["check"]).stdout.splitlines() if "layout" in line and "wikiart" in line]
     assert wikiart and all(".png" in line for line in wikiart)
+
+
+# ------------------------------------------------------------------------------------------ the image fingerprint, in-process
+
+
+@pytest.fixture
+def small_cache(tmp_path: Path) -> tuple[Any, Any, Path, Path, Settings]:
+    """A feature cache of 6 artworks built from image files (a random 1-layer tower, 32 px)."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from sevlm_lib.data.artemis import ImageResolver
+    from sevlm_lib.data.datasets import LazyImages
+    from sevlm_lib.features import build_feature_cache, default_cache_dir, weights_sha256
+    from sevlm_lib.models.sevlm import tiny_config
+    from sevlm_lib.models.vision import VisionEncoder, image_transform
+
+    _, wikiart = fake_hub.write_artemis_v1(tmp_path / "data", fake_hub.artemis_rows(6), png=0)
+    torch.manual_seed(0)
+    cfg = CLIPVisionConfig(image_size=32, patch_size=16, hidden_size=16, intermediate_size=32,
+                           num_hidden_layers=1, num_attention_heads=2)
+    vision = VisionEncoder(CLIPVisionModel(cfg))
+    config = tiny_config()
+    d = config.to_dict()
+    d["vision"].update(image_size=32, patch_size=16, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    config = type(config).from_dict(d)
+    settings = Settings(profile="full", cache_dir=tmp_path / "cache", wikiart_dir=wikiart)
+    keys = sorted({(a, p) for a, p, *_ in fake_hub.artemis_rows(6)})
+    out = default_cache_dir(settings, config.vision, weights=weights_sha256(vision))
+    images = LazyImages(ImageResolver(wikiart), image_transform(32))
+    build_feature_cache(vision, keys, images, out, shard_size=4)
+    return vision, config, out, wikiart, settings
+
+
+def test_touched_images_are_rehashed_and_changed_ones_refused(small_cache) -> None:
+    from sevlm_lib.features import FeatureCache, FeatureCacheError, find_feature_cache
+
+    vision, config, out, wikiart, settings = small_cache
+    assert find_feature_cache(settings, config, vision=vision).root == out
+    first, second = sorted(wikiart.glob("*/*.jpg"))[:2]
+    stat = first.stat()
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same bytes: still the cache
+    assert find_feature_cache(settings, config, vision=vision).root == out
+    data = bytearray(second.read_bytes())
+    data[-3] ^= 0xFF  # same size, other content, new time
+    second.write_bytes(bytes(data))
+    os.utime(second, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10**9))
+    with pytest.raises(FeatureCacheError) as err:
+        find_feature_cache(settings, config, vision=vision)
+    message = str(err.value)
+    assert str(out) in message and f"{second.parent.name}/{second.stem}" in message and "--rebuild" in message
+    assert f"{first.parent.name}/{first.stem}" not in message
+    with pytest.raises(FeatureCacheError, match="built from other images"):
+        FeatureCache(out, image_root=wikiart)
+    FeatureCache(out)  # without an image root: opened as before (e.g. `features verify`)
+
+
+def test_a_moved_image_folder_with_the_same_files_is_accepted_and_a_png_swap_is_not(small_cache) -> None:
+    from sevlm_lib.features import FeatureCacheError, find_feature_cache
+
+    vision, config, out, wikiart, settings = small_cache
+    moved = wikiart.parent / "moved"
+    shutil.copytree(wikiart, moved)  # new root, same bytes, new modification times
+    assert find_feature_cache(settings.with_(wikiart_dir=moved), config, vision=vision).root == out
+    jpg = sorted(moved.glob("*/*.jpg"))[0]
+    from PIL import Image
+
+    Image.open(jpg).save(jpg.with_suffix(".png"))
+    jpg.unlink()
+    with pytest.raises(FeatureCacheError, match=r"the image is now .*\.png"):
+        find_feature_cache(settings.with_(wikiart_dir=moved), config, vision=vision)
+
+
+def test_a_cache_from_before_the_fingerprint_is_refused_with_the_rebuild_command(small_cache) -> None:
+    from sevlm_lib.features import FeatureCacheError, find_feature_cache
+
+    vision, config, out, _, settings = small_cache
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["images"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(FeatureCacheError, match=r"built before caches recorded their images.*--rebuild"):
+        find_feature_cache(settings, config, vision=vision)
+
+
+def test_describe_image_source_says_where_features_come_from(small_cache) -> None:
+    from sevlm_lib.data.artemis import ImageResolver
+    from sevlm_lib.data.datasets import LazyImages
+    from sevlm_lib.features import FeatureCache, describe_image_source, uses_feature_cache
+
+    _, _, out, wikiart, settings = small_cache
+    cache = FeatureCache(out)
+    assert uses_feature_cache(cache) and describe_image_source(cache).startswith(f"image features: read from the feature cache {out}")
+    lazy = LazyImages(ImageResolver(wikiart), lambda image: image)
+    assert not uses_feature_cache(lazy)
+    text = describe_image_source(lazy, settings)
+    assert "no matching feature cache" in text and str(settings.cache_dir / "features") in text
