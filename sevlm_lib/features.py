@@ -454,6 +454,8 @@ def build_feature_cache(
     shards: list[dict[str, Any]] = []
     if manifest_path.is_file():
         old = _read_manifest(manifest_path)
+        if "images" not in old and header["images"] is None:
+            old["images"] = None  # made before the fingerprint from an in-memory source: nothing to compare
         diffs = [f for f in _MATCH_FIELDS if old.get(f) != header[f]]
         if diffs:
             raise FeatureCacheError(

@@ -389,3 +389,26 @@ def test_describe_image_source_says_where_features_come_from(small_cache) -> Non
     assert not uses_feature_cache(lazy)
     text = describe_image_source(lazy, settings)
     assert "no matching feature cache" in text and str(settings.cache_dir / "features") in text
+
+
+def test_an_in_memory_cache_from_before_the_fingerprint_is_still_resumed(tmp_path: Path) -> None:
+    """Notebook 06 builds its demo cache from pixels in memory: no files, so nothing to fingerprint."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from sevlm_lib.features import build_feature_cache
+    from sevlm_lib.models.vision import VisionEncoder
+
+    torch.manual_seed(0)
+    vision = VisionEncoder(CLIPVisionModel(CLIPVisionConfig(
+        image_size=32, patch_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )))
+    keys = [("style", f"p{i}") for i in range(3)]
+    images = {k: torch.rand(3, 32, 32) for k in keys}
+    cache = build_feature_cache(vision, keys, images.__getitem__, tmp_path / "c")
+    assert cache.manifest["images"] is None and cache.image_root is None
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    del manifest["images"]
+    (tmp_path / "c" / "manifest.json").write_text(json.dumps(manifest))
+    again = build_feature_cache(vision, keys, images.__getitem__, tmp_path / "c")
+    np.testing.assert_array_equal(again.rows(keys), cache.rows(keys))
