@@ -20,6 +20,14 @@ Layout of a cache folder::
   ones.
 * The manifest records the encoder (hub id + revision, or "random-init tower" for the tiny profile) and a
   sha256 of its weights, so a cache is never used with another encoder.
+* **Image fingerprint.** The manifest also records where the images came from (the image root) and, for
+  every artwork, its image file (relative path), size, modification time and sha256. Before a cache is used
+  (:func:`find_feature_cache`, or ``FeatureCache(folder, image_root=...)``) every image is looked up again
+  (one ``stat`` each; a file whose time changed but whose size did not is re-hashed): a missing, added
+  (``.jpg`` -> ``.png``) or changed image raises :class:`FeatureCacheError` naming the cache, the first
+  mismatching artworks and the command that rebuilds it. Caches written before the fingerprint existed are
+  refused the same way (rebuilding is one pass of CLIP; silently wrong features are worse). A cache built
+  from an in-memory image source (no files: notebooks, tests) records ``"images": null`` and is not checked.
 * **Resume.** Each shard is written under a ``.tmp-`` name, checked, then renamed, and the manifest is
   rewritten after every shard. Building again into the same folder keeps the finished shards and redoes a
   partially written one.
@@ -27,8 +35,9 @@ Layout of a cache folder::
   in the manifest. A truncated shard or a changed row raises :class:`FeatureCacheError` naming the file;
   nothing is ever read as zeros. :meth:`FeatureCache.verify` re-hashes whole shards (sha256).
 
-Command line: ``python -m sevlm_lib.features build --profile full [--pool]`` and
-``python -m sevlm_lib.features verify DIR``.
+Command line: ``python -m sevlm_lib.features build --profile full [--pool] [--rebuild]`` and
+``python -m sevlm_lib.features verify DIR``. :func:`describe_image_source` says in one line whether a run
+reads cached features (print it where training and evaluation start).
 """
 
 from __future__ import annotations
@@ -76,7 +85,121 @@ _IDENTITY_FIELDS = (
 
 
 class FeatureCacheError(RuntimeError):
-    """A cache folder that is missing, incomplete, truncated, corrupt or made for another encoder."""
+    """A cache folder that is missing, incomplete, truncated, corrupt, made for another encoder or other images."""
+
+
+def rebuild_command(profile: str | None = None, pool: bool = False) -> str:
+    """The command that rebuilds a feature cache in place."""
+    return (
+        f"python -m sevlm_lib.features build --profile {profile or 'full'}{' --pool' if pool else ''} --rebuild"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- image fingerprint
+
+
+def _image_root_of(images: Any) -> Path | None:
+    """The image root of a LazyImages-like source (``.resolver.image_root``), else ``None`` (no files)."""
+    root = getattr(getattr(images, "resolver", None), "image_root", None)
+    return Path(root) if root is not None else None
+
+
+def image_fingerprint(
+    keys: Sequence[ArtworkKey], image_root: str | os.PathLike[str], *, hashes: bool = True
+) -> dict[str, Any]:
+    """Where the images of ``keys`` came from and what they held: the root, and per artwork (in ``keys``'
+    order) ``[relative path, size, mtime_ns, sha256]`` (``sha256`` is ``None`` with ``hashes=False``).
+
+    A missing image raises ``FileNotFoundError`` naming the first few."""
+    from sevlm_lib.data.artemis import ImageResolver
+
+    root = Path(image_root)
+    resolver = ImageResolver(root)
+    files: list[list[Any]] = []
+    missing: list[str] = []
+    for style, painting in keys:
+        path = resolver.resolve(style, painting)
+        if path is None:
+            missing.append(f"{style}/{painting}")
+            continue
+        stat = path.stat()
+        digest = _file_sha256(path) if hashes else None
+        files.append([path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns, digest])
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(keys)} artworks have no image under {root} (expected "
+            f"{{art_style}}/{{painting}}.jpg or .png), e.g. {', '.join(missing[:5])}"
+        )
+    return {"root": str(root.resolve()), "files": files}
+
+
+def image_mismatches(
+    manifest: dict[str, Any],
+    image_root: str | os.PathLike[str] | None = None,
+    keys: Sequence[ArtworkKey] | None = None,
+) -> list[str]:
+    """How the images under ``image_root`` (default: the recorded root) differ from the ones a cache was built
+    from, for ``keys`` (default: all of its artworks); empty when they match. A file whose modification time
+    changed but whose size did not is re-hashed and counts as changed only if its content did."""
+    from sevlm_lib.data.artemis import ImageResolver
+
+    images = manifest["images"]
+    root = Path(image_root) if image_root is not None else Path(images["root"])
+    resolver = ImageResolver(root)
+    record = {tuple(k): f for k, f in zip(manifest["keys"], images["files"], strict=True)}
+    wanted = [(str(a), str(p)) for a, p in keys] if keys is not None else list(record)
+    problems = []
+    for key in wanted:
+        rel, size, mtime_ns, digest = record[key]
+        path = resolver.resolve(*key)
+        name = f"{key[0]}/{key[1]}"
+        if path is None:
+            problems.append(f"{name}: no image under {root} (the cache was built from {rel})")
+            continue
+        now = path.relative_to(root).as_posix()
+        if now != rel:
+            problems.append(f"{name}: the image is now {now}, the cache was built from {rel}")
+            continue
+        stat = path.stat()
+        if stat.st_size != size:
+            problems.append(f"{name}: {rel} is {stat.st_size:,} bytes, the cache was built from {size:,} bytes")
+        elif stat.st_mtime_ns != mtime_ns and (digest is None or _file_sha256(path) != digest):
+            problems.append(f"{name}: {rel} changed after the cache was built (modification time and content)")
+    return problems
+
+
+def check_cache_images(
+    folder: Path,
+    manifest: dict[str, Any],
+    image_root: str | os.PathLike[str] | None = None,
+    keys: Sequence[ArtworkKey] | None = None,
+    *,
+    profile: str | None = None,
+    max_listed: int = 3,
+) -> None:
+    """Raise :class:`FeatureCacheError` when a cache's images are not the ones under ``image_root``.
+
+    A cache with no image fingerprint (built before it existed) is refused too; one built from an in-memory
+    source (``"images": null``) is accepted."""
+    pool = manifest.get("pool") is not None
+    if "images" not in manifest:
+        raise FeatureCacheError(
+            f"{folder}: this feature cache was built before caches recorded their images, so it cannot be "
+            f"checked against the images under {image_root or 'the image root'}; rebuild it: "
+            f"{rebuild_command(profile, pool)}"
+        )
+    if manifest["images"] is None:
+        return
+    problems = image_mismatches(manifest, image_root, keys)
+    if problems:
+        listed = "\n  ".join(problems[:max_listed])
+        more = f"\n  ... and {len(problems) - max_listed} more" if len(problems) > max_listed else ""
+        raise FeatureCacheError(
+            f"{folder}: the feature cache was built from other images than those under "
+            f"{image_root or manifest['images']['root']} (it was built from {manifest['images']['root']}); "
+            f"{len(problems)} artwork(s) differ:\n  {listed}{more}\n"
+            f"Rebuild it: {rebuild_command(profile, pool)}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- identity
@@ -255,6 +378,7 @@ def _manifest_header(
     dim: int,
     shard_size: int,
     n_patches: int,
+    images: dict[str, Any] | None,
 ) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -269,6 +393,7 @@ def _manifest_header(
         "n_images": len(keys),
         "keys_sha256": hashlib.sha256(json.dumps(keys).encode()).hexdigest(),
         "keys": [list(k) for k in keys],
+        "images": images,
     }
 
 
@@ -283,6 +408,7 @@ _MATCH_FIELDS = (
     "shard_size",
     "n_images",
     "keys_sha256",
+    "images",
 )
 
 
@@ -300,6 +426,7 @@ def build_feature_cache(
     num_workers: int = 0,
     hub_id: str | None = None,
     revision: str | None = None,
+    image_root: str | os.PathLike[str] | None = None,
 ) -> FeatureCache:
     """Run the frozen ``vision`` tower over every artwork of ``keys`` and store fp16 features in ``out_dir``.
 
@@ -307,7 +434,9 @@ def build_feature_cache(
     ``num_workers > 0`` its ``.load`` runs in DataLoader workers) or a callable ``key -> [3, S, S]``.
     ``hub_id``/``revision`` name the pretrained weights (``None``: a random-init tower). Runs on the tower's
     device. Building into a folder that holds part of the same cache resumes it; a folder holding a cache
-    made with anything else (encoder, image list, pooling, shard size) is an error, never overwritten.
+    made with anything else (encoder, image list, images, pooling, shard size) is an error, never overwritten.
+    ``image_root`` (default: ``images.resolver.image_root`` for LazyImages) is where the image files are: their
+    fingerprint goes into the manifest. Without files (an in-memory source) the manifest says ``"images": null``.
     """
     if getattr(vision, "frozen", True) is False:
         raise ValueError(
@@ -323,16 +452,21 @@ def build_feature_cache(
     identity = encoder_identity(vision, hub_id, revision)
     n_patches = (identity["image_size"] // identity["patch_size"]) ** 2
     tokens, dim = pooled_tokens(n_patches, pool), identity["hidden_size"]
-    header = _manifest_header(identity, keys_, pool, tokens, dim, shard_size, n_patches)
+    root = Path(image_root) if image_root is not None else _image_root_of(images)
+    fingerprint = image_fingerprint(keys_, root) if root is not None else None
+    header = _manifest_header(identity, keys_, pool, tokens, dim, shard_size, n_patches, fingerprint)
     manifest_path = out / MANIFEST
     shards: list[dict[str, Any]] = []
     if manifest_path.is_file():
         old = _read_manifest(manifest_path)
+        if "images" not in old and header["images"] is None:
+            old["images"] = None  # made before the fingerprint from an in-memory source: nothing to compare
         diffs = [f for f in _MATCH_FIELDS if old.get(f) != header[f]]
         if diffs:
             raise FeatureCacheError(
                 f"{manifest_path}: this folder holds a feature cache made with other settings "
-                f"(differs in: {', '.join(diffs)}); delete the folder or build into another one"
+                f"(differs in: {', '.join(diffs)}); rebuild it (`python -m sevlm_lib.features build ... --rebuild`, "
+                "or delete the folder) or build into another one"
             )
         for shard in old.get("shards", []):
             path = out / shard["file"]
@@ -428,11 +562,17 @@ class FeatureCache:
 
     ``batch(keys)`` returns ``{"image_features": [len(keys), tokens, dim]}`` in ``dtype`` (fp32 by default:
     what the model's fp32 layers expect; autocast casts it down on a GPU). ``verify_rows`` checks each row
-    read against its CRC32.
+    read against its CRC32. With ``image_root`` the images there must be the ones the cache was built from
+    (see :func:`check_cache_images`), else :class:`FeatureCacheError`.
     """
 
     def __init__(
-        self, out_dir: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32, verify_rows: bool = True
+        self,
+        out_dir: str | os.PathLike[str],
+        *,
+        dtype: torch.dtype = torch.float32,
+        verify_rows: bool = True,
+        image_root: str | os.PathLike[str] | None = None,
     ):
         self.root = Path(out_dir)
         self.manifest = _read_manifest(self.root / MANIFEST)
@@ -458,6 +598,15 @@ class FeatureCache:
         self._maps: dict[int, np.ndarray] = {}
         for s_i in range(len(self.shards)):
             self._check_size(s_i)
+        if image_root is not None:
+            check_cache_images(self.root, self.manifest, image_root)
+
+    @property
+    def image_root(self) -> Path | None:
+        """The image root the cache was built from (``None``: built from an in-memory source or before the
+        fingerprint existed)."""
+        images = self.manifest.get("images")
+        return Path(images["root"]) if images else None
 
     @property
     def pooled(self) -> bool:
@@ -577,6 +726,15 @@ def default_cache_dir(
     return settings.cache_dir / "features" / f"{name}-{v['image_size']}px-{pooled_tokens(n, pool)}tok"
 
 
+def default_image_root(settings: Settings) -> Path:
+    """The image root of the settings' profile: WikiArt (full) or ArtEmis-mini's images (tiny)."""
+    if settings.profile == "full":
+        return settings.wikiart_dir
+    from sevlm_lib.data.mini import mini_image_root
+
+    return mini_image_root(settings)
+
+
 def find_feature_cache(
     settings: Settings,
     model_config: Any,
@@ -584,18 +742,25 @@ def find_feature_cache(
     vision: torch.nn.Module | None = None,
     keys: Sequence[ArtworkKey] | None = None,
     pool: bool = False,
+    image_root: str | os.PathLike[str] | None = None,
 ) -> FeatureCache | None:
-    """A finished cache under ``{cache_dir}/features`` made by this model's encoder, or ``None``.
+    """A finished cache under ``{cache_dir}/features`` made by this model's encoder from these images, or ``None``.
 
     It must record the same encoder sizes and hub id + revision as ``model_config.vision``, the requested
     pooling and, when ``vision`` (the model's tower) is given, the same weights sha256. A random-init tower
     (tiny profile) is matched only by its weights, so ``vision`` is needed then. ``keys`` must all be in it.
+    Its images must still be the ones under ``image_root`` (default: the profile's, see
+    :func:`default_image_root`): a cache that matches in everything but its images raises
+    :class:`FeatureCacheError` (naming the cache, the artworks that differ and the rebuild command) rather
+    than being used, or silently skipped, when no other cache matches.
     """
     root = settings.cache_dir / "features"
     if not root.is_dir():
         return None
     want = asdict(model_config.vision)
     weights: str | None = None
+    images_at = Path(image_root) if image_root is not None else default_image_root(settings)
+    stale: FeatureCacheError | None = None
     for folder in sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()):
         try:
             manifest = _read_manifest(folder / MANIFEST)
@@ -616,8 +781,51 @@ def find_feature_cache(
             have = {tuple(k) for k in manifest["keys"]}
             if any((a, p) not in have for a, p in keys):
                 continue
+        try:
+            check_cache_images(folder, manifest, images_at, keys, profile=settings.profile)
+        except FeatureCacheError as err:
+            stale = stale or err
+            continue
         return FeatureCache(folder)
+    if stale is not None:
+        raise stale
     return None
+
+
+def uses_feature_cache(source: Any) -> bool:
+    """Whether an image source (``experiments.image_source_for``'s result) reads an on-disk feature cache."""
+    return isinstance(source, FeatureCache)
+
+
+def describe_image_source(source: Any, settings: Settings | None = None) -> str:
+    """One line saying where a run's image features come from (print it when training or evaluation starts)."""
+    if isinstance(source, FeatureCache):
+        return (
+            f"image features: read from the feature cache {source.root} ({len(source):,} artworks, "
+            f"{source.tokens} tokens x {source.dim}{', 2x2-pooled' if source.pooled else ''})"
+        )
+    image_root = _image_root_of(source)
+    if image_root is not None:
+        where = f" under {settings.cache_dir / 'features'}" if settings is not None else ""
+        return (
+            f"image features: no matching feature cache{where}; the frozen image encoder runs on the images "
+            f"under {image_root} at every step (build a cache once with `python -m sevlm_lib.features build`)"
+        )
+    return "image features: computed by the frozen image encoder from images held in memory"
+
+
+def discard_cache(folder: str | os.PathLike[str]) -> int:
+    """Delete a cache's own files in ``folder`` (manifest, shards, temp files); returns how many. Other files stay."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    pattern = re.compile(r"^(manifest\.json|shard-\d{5}\.npy|\.tmp-.*)$")
+    removed = 0
+    for child in folder.iterdir():
+        if child.is_file() and pattern.match(child.name):
+            child.unlink()
+            removed += 1
+    return removed
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -633,6 +841,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--profile", choices=("tiny", "full"), default=None, help="default: SEVLM_PROFILE")
     b.add_argument("--pool", action="store_true", help="store 2x2-pooled features (49 tokens, 4x less disk)")
     b.add_argument("--out", type=Path, default=None, help="default: {cache_dir}/features/<encoder>")
+    b.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="discard the cache already in the output folder (e.g. built from other images) and build it anew",
+    )
     b.add_argument("--shard-size", type=int, default=4096)
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--num-workers", type=int, default=min(8, os.cpu_count() or 1))
@@ -668,6 +881,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     images = LazyImages(artemis.ImageResolver(root), image_transform(cfg.vision.image_size))
     out = args.out or default_cache_dir(settings, cfg.vision, args.pool, weights_sha256(vision))
     size = len(keys) * pooled_tokens(cfg.vision.num_patches, args.pool) * cfg.vision.hidden_size * 2
+    if args.rebuild:
+        removed = discard_cache(out)
+        if removed:
+            print(f"[sevlm] --rebuild: removed {removed} file(s) of the old cache in {out}")
     print(f"[sevlm] {len(keys):,} artworks -> {out} (about {size / 1024**2:,.0f} MiB of fp16 features)")
     cache = build_feature_cache(
         vision,
@@ -681,6 +898,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_workers=args.num_workers,
         hub_id=cfg.vision.hub_id,
         revision=cfg.vision.revision,
+        image_root=root,
     )
     print(cache)
     return 0
