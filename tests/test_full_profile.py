@@ -235,7 +235,6 @@ def test_a_cache_built_from_other_images_is_refused_until_rebuilt(world: World, 
 # ------------------------------------------------------------------------------------------ known bugs (issue 16)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 1: max_steps cannot be set in a full-profile YAML (epochs=35 stays)")
 def test_max_steps_in_a_full_profile_config_file(world: World, runs: dict[str, Any]) -> None:
     config = world.base / "max_steps.yaml"
     config.write_text(RUN_CONFIG + "  max_steps: 2\n")

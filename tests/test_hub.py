@@ -95,7 +95,7 @@ def test_a_model_missing_offline_says_what_to_fetch(tmp_path: Path, fresh_hub_st
 
 @pytest.mark.xfail(strict=True, reason="issue 16 item 8: check.py's advice also includes pytorch_model.bin")
 def test_check_gives_the_same_download_advice(tmp_path: Path) -> None:
-    from sevlm_lib.check import run_preflight
+    from sevlm_lib.cli.check import run_preflight
     from sevlm_lib.settings import Settings
 
     report = run_preflight(Settings(data_dir=tmp_path, cache_dir=tmp_path / "cache"), "full", hub_cache_dir=tmp_path)
