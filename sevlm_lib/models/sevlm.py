@@ -65,6 +65,7 @@ REFERENCE_DEFAULTS: dict[str, Any] = {
     "pad_to_max_len": False,
     "truncation": "explanation",
     "image_transform": "clip",
+    "fusion_lr_group": "vad",
 }
 REFERENCE_VALUES: dict[str, Any] = {
     "fusion_input": "embedding_sum",
@@ -80,6 +81,7 @@ REFERENCE_VALUES: dict[str, Any] = {
     "pad_to_max_len": True,
     "truncation": "sequence",
     "image_transform": "reference",
+    "fusion_lr_group": "main",
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "fusion_input": ("word", "embedding_sum"),
@@ -90,6 +92,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "decode_stop": ("eos", "any_special"),
     "truncation": ("explanation", "sequence"),
     "image_transform": ("clip", "reference"),
+    "fusion_lr_group": ("vad", "main"),
 }
 
 
@@ -150,6 +153,9 @@ class SEVLMConfig:
     image_transform: str = "clip"
     """``"clip"``: resize the short side (bicubic), centre-crop, CLIP's statistics (the course).
     ``"reference"``: squash to a square (bilinear) and ImageNet's statistics (the reference)."""
+    fusion_lr_group: str = "vad"
+    """Which learning rate the fusion layer trains at: ``"vad"`` (with the VAD encoder at ``vad_lr``; the
+    course) or ``"main"`` (with the decoder at ``lr``; the reference, where it is part of its GPT-2 model)."""
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
@@ -257,7 +263,8 @@ def reference_config(config: SEVLMConfig) -> SEVLMConfig:
     means over positions ``[0, 6)`` / ``[6, T)`` (padding included, the decoder run without a padding mask),
     the VAD loss from position 6 with the any-non-zero mask, two independent draws of visual negatives, the
     reference's contrastive loss, decoding that stops at any special token, the `` the`` prompt, padding to
-    ``max_len``, whole-sequence truncation and the squash-to-square ImageNet image transform.
+    ``max_len``, whole-sequence truncation, the squash-to-square ImageNet image transform, and the fusion
+    layer in the decoder's learning-rate group.
 
     The additions switched on in ``config`` stay as they are (the reference trains all three). Recipe-level
     differences (optimiser, model selection) are not model settings: see configs/sevlm_full_reference.yaml.
@@ -508,10 +515,14 @@ class SEVLM(nn.Module):
         return contrastive_loss(pos, neg_emotion, neg_visual), scores
 
     def parameter_groups(self, lr: float = 2e-5, vad_lr: float = 4e-5) -> list[dict[str, Any]]:
-        """AdamW groups: the VAD path (encoder + fusion) at ``vad_lr``, everything else trainable at ``lr``."""
+        """AdamW groups: the VAD path (encoder + fusion) at ``vad_lr``, everything else trainable at ``lr``.
+
+        With ``fusion_lr_group="main"`` (reference mode) only the VAD encoder is in the ``vad`` group.
+        """
         vad_ids = set()
         if self.config.vad_fusion:
-            vad_ids = {id(p) for m in (self.vad_encoder, self.fusion) for p in m.parameters()}
+            vad_path = (self.vad_encoder, self.fusion) if self.config.fusion_lr_group == "vad" else (self.vad_encoder,)
+            vad_ids = {id(p) for m in vad_path for p in m.parameters()}
         main = [p for p in self.parameters() if p.requires_grad and id(p) not in vad_ids]
         groups = [{"name": "main", "params": main, "lr": lr}]
         if vad_ids:
