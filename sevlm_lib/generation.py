@@ -4,6 +4,9 @@ Every generation starts from ``<bos> the emotion is``. The segment id is ``<emot
 produces ``because``; that token and everything after it are ``<explanation>`` (as in training). With the
 causal VAD encoder, each new token's VAD is one lookup in the token VAD table and one incremental step, so
 the decoder's key/value cache stays valid.
+
+A row stops at ``<eos>``; with ``SEVLMConfig.decode_stop="any_special"`` (reference mode) it stops at the first
+special token of any kind (``<pad>``, ``<emotion>``, ``<explanation>`` too), as the reference does.
 """
 
 from __future__ import annotations
@@ -58,6 +61,13 @@ def _pick(logits: torch.Tensor, strategy: str, temperature: float, top_k: int | 
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def _stop_ids(model: SEVLM, builder: SequenceBuilder) -> torch.Tensor:
+    """The token ids that end a generated row: ``<eos>``, or every special token in reference mode."""
+    if getattr(model.config, "decode_stop", "eos") == "any_special":
+        return torch.tensor(sorted(set(builder.tokenizer.all_special_ids) | {builder.eos_id}), dtype=torch.long)
+    return torch.tensor([builder.eos_id], dtype=torch.long)
+
+
 @torch.no_grad()
 def generate(
     model: SEVLM,
@@ -92,6 +102,7 @@ def generate(
         seg = prompt["segment_ids"].to(device)
         expl = torch.zeros_like(ids, dtype=torch.bool)
         because = builder.because_ids[-1]
+        stop_ids = _stop_ids(model, builder).to(device)
         finished = torch.zeros(n, dtype=torch.bool, device=device)
         switched = torch.zeros(n, dtype=torch.bool, device=device)
         state = DecodeState() if use_cache else None
@@ -108,7 +119,7 @@ def generate(
             nxt = _pick(logits, strategy, temperature, top_k, top_p, generator)
             nxt = torch.where(finished, torch.full_like(nxt, builder.eos_id), nxt)
             out_tokens.append(nxt)
-            finished |= nxt == builder.eos_id
+            finished |= torch.isin(nxt, stop_ids)
             switched |= nxt == because
             new_ids = nxt[:, None]
             new_seg = torch.where(switched, builder.explanation_segment_id, builder.emotion_segment_id)[:, None]
@@ -121,7 +132,8 @@ def generate(
     finally:
         model.train(was_training)
     tokens = torch.stack(out_tokens, 1).tolist()
-    token_ids = [row[: row.index(builder.eos_id)] if builder.eos_id in row else row for row in tokens]
+    stops = set(stop_ids.tolist())
+    token_ids = [row[: next((i for i, t in enumerate(row) if t in stops), len(row))] for row in tokens]
     texts = [builder.decode(row) for row in token_ids]
     return Generation(token_ids, texts, [parse_generation(t) for t in texts])
 

@@ -132,12 +132,33 @@ class SequenceBuilder:
 
     ``loss_on_prompt``: the reference scores every token after ``<bos>``, prompt words included (they are
     trivially predictable, so they only dilute the loss). Set it False to score only emotion + explanation.
+
+    Reference-mode options (``models.sevlm.builder_options``; docs/reference.md), all off by default:
+
+    * ``prompt_lead_space``: encode `` the emotion is`` (GPT-2: ``Ġthe``, 262), as the reference does,
+      instead of ``the emotion is`` (``the``, 1169);
+    * ``pad_to_max_len``: pad every batch to ``max_len`` (the reference's explanation mean counts padding);
+    * ``truncation``: ``"explanation"`` cuts explanation words so that ``<eos>`` fits; ``"sequence"`` (the
+      reference) cuts the whole sequence at ``max_len``, ``<eos>`` included.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerFast, max_len: int = 30, loss_on_prompt: bool = True):
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerFast,
+        max_len: int = 30,
+        loss_on_prompt: bool = True,
+        prompt_lead_space: bool = False,
+        pad_to_max_len: bool = False,
+        truncation: str = "explanation",
+    ):
+        if truncation not in ("explanation", "sequence"):
+            raise ValueError(f"SequenceBuilder: truncation={truncation!r}, expected 'explanation' or 'sequence'")
         self.tokenizer = tokenizer
         self.max_len = max_len
         self.loss_on_prompt = loss_on_prompt
+        self.prompt_lead_space = prompt_lead_space
+        self.pad_to_max_len = pad_to_max_len
+        self.truncation = truncation
         ids = tokenizer.convert_tokens_to_ids
         self.bos_id: int = ids(BOS_EOS)
         self.eos_id: int = ids(BOS_EOS)
@@ -148,7 +169,7 @@ class SequenceBuilder:
         missing = [tok for tok in (BOS_EOS, *COURSE_SPECIALS) if tok not in vocab]
         if missing:
             raise ValueError(f"the tokenizer lacks {missing}: build it with sevlm_lib.text (add_course_specials)")
-        self.prompt_ids: tuple[int, ...] = (self.bos_id, *self._enc(PROMPT, lead_space=False))
+        self.prompt_ids: tuple[int, ...] = (self.bos_id, *self._enc(PROMPT, lead_space=prompt_lead_space))
         self.because_ids: tuple[int, ...] = tuple(self._enc(BECAUSE))
         if len(self.because_ids) != 1:
             raise ValueError(f"' {BECAUSE}' must be one token for the segment switch; this tokenizer splits it")
@@ -172,10 +193,14 @@ class SequenceBuilder:
         head = [*self.prompt_ids, *self.emotion_ids[emotion]]
         budget = self.max_len - len(head) - len(self.because_ids) - 1
         truncated = len(expl) > budget
-        expl = expl[:budget]
         because_pos = len(head)
         expl_start = because_pos + len(self.because_ids)
-        ids = [*head, *self.because_ids, *expl, self.eos_id]
+        if self.truncation == "sequence":  # the reference: cut everything past max_len, <eos> included
+            ids = [*head, *self.because_ids, *expl, self.eos_id][: self.max_len]
+            expl = expl[: max(0, self.max_len - expl_start)]
+        else:
+            expl = expl[:budget]
+            ids = [*head, *self.because_ids, *expl, self.eos_id]
         segments = [self.emotion_segment_id] * because_pos + [self.explanation_segment_id] * (len(ids) - because_pos)
         first_scored = 1 if self.loss_on_prompt else len(self.prompt_ids)
         labels = [-100] * first_scored + ids[first_scored:]
@@ -194,6 +219,8 @@ class SequenceBuilder:
         if not sequences:
             raise ValueError("cannot collate an empty batch: no sequences were given")
         n, t = len(sequences), max(len(s) for s in sequences)
+        if self.pad_to_max_len:
+            t = max(t, self.max_len)
         out = {
             "input_ids": torch.full((n, t), self.pad_id, dtype=torch.long),
             "segment_ids": torch.full((n, t), self.explanation_segment_id, dtype=torch.long),

@@ -69,6 +69,34 @@ def contrastive_loss(pos: torch.Tensor, neg_emotion: torch.Tensor, neg_visual: t
     return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
 
 
+def reference_negative_ids(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The reference's visual-negative draw over ``n`` artworks (its ``neg_ids``), for reference mode.
+
+    With ``m = n // 2``: index 0 gets ``m``; indices ``1 .. n-m-1`` get a random order of ``m+1 .. n-1``;
+    the last ``m`` indices get a random order of ``0 .. m-1``. Two ``randperm`` calls, in that order, so the
+    same seed gives the reference's draw. No index maps to itself when ``n >= 2``, but this is not a
+    uniform derangement. ``n < 2`` is an error (the reference would use the positive as its own negative).
+    """
+    if n < 2:
+        raise ValueError(f"visual negatives need at least 2 artworks in a batch, got {n}")
+    m = n // 2
+    upper = torch.randperm(n - m - 1, generator=generator) + m + 1
+    lower = torch.randperm(m, generator=generator)
+    return torch.cat([torch.tensor([m]), upper, lower])
+
+
+def reference_contrastive_loss(
+    pos: torch.Tensor, neg_emotion: torch.Tensor, neg_visual: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
+    """The reference's form of the contrastive loss: ``-log(eps + e^s+ / (eps + e^s+ + e^s1 + e^s2))``, mean.
+
+    Numerically it is :func:`contrastive_loss` up to ``eps``, but it overflows for scores above ~88.
+    """
+    e_pos = torch.exp(pos)
+    e_neg = torch.exp(torch.stack([neg_emotion, neg_visual], dim=-1)).sum(-1)
+    return -torch.log(eps + e_pos / (eps + e_pos + e_neg)).mean()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # What the language model already knows about the VAD target (notebook 04)
 # ---------------------------------------------------------------------------------------------------------

@@ -11,6 +11,10 @@ extra parameters, the same loss.
 
 Optional modules are created *after* the shared ones, so every variant built with the same seed starts
 from the same vision tower and decoder weights.
+
+**Reference mode.** Where the course departs from the public reference implementation (BetterZH/SEVLM-code),
+``SEVLMConfig`` has a switch per difference, off by default; :func:`reference_config` turns them all on.
+docs/reference.md lists every difference, its switch and its test.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from sevlm_lib.models.heads import (
     derangement,
     masked_mean,
     masked_vad_mse,
+    reference_contrastive_loss,
+    reference_negative_ids,
 )
-from sevlm_lib.models.vad_encoder import LayerCache, VADEncoder, VADEncoderConfig
+from sevlm_lib.models.vad_encoder import STYLES, LayerCache, VADEncoder, VADEncoderConfig
 from sevlm_lib.models.vision import (
     CLIP_HUB_ID,
     CLIP_REVISION,
@@ -41,6 +47,53 @@ from sevlm_lib.models.vision import (
 )
 
 SWITCHES = ("vad_fusion", "vad_head", "contrastive")
+
+# The reference-mode fields of SEVLMConfig, their course defaults and the reference's values. ``to_dict``
+# leaves a field out while it has its default, so the saved configs (and run fingerprints) of the course's
+# variants do not change.
+REFERENCE_DEFAULTS: dict[str, Any] = {
+    "fusion_input": "word",
+    "fusion_span": "explanation",
+    "embedding_spans": "course",
+    "vad_head_span": "explanation",
+    "reference_offset": 6,
+    "decoder_padding_mask": True,
+    "visual_negatives": "derangement",
+    "contrastive_eps": 0.0,
+    "decode_stop": "eos",
+    "prompt_lead_space": False,
+    "pad_to_max_len": False,
+    "truncation": "explanation",
+    "image_transform": "clip",
+    "fusion_lr_group": "vad",
+}
+REFERENCE_VALUES: dict[str, Any] = {
+    "fusion_input": "embedding_sum",
+    "fusion_span": "offset",
+    "embedding_spans": "offset",
+    "vad_head_span": "offset",
+    "reference_offset": 6,
+    "decoder_padding_mask": False,
+    "visual_negatives": "reference",
+    "contrastive_eps": 1e-8,
+    "decode_stop": "any_special",
+    "prompt_lead_space": True,
+    "pad_to_max_len": True,
+    "truncation": "sequence",
+    "image_transform": "reference",
+    "fusion_lr_group": "main",
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "fusion_input": ("word", "embedding_sum"),
+    "fusion_span": ("explanation", "offset"),
+    "embedding_spans": ("course", "offset"),
+    "vad_head_span": ("explanation", "offset"),
+    "visual_negatives": ("derangement", "reference"),
+    "decode_stop": ("eos", "any_special"),
+    "truncation": ("explanation", "sequence"),
+    "image_transform": ("clip", "reference"),
+    "fusion_lr_group": ("vad", "main"),
+}
 
 
 @dataclass
@@ -60,8 +113,74 @@ class SEVLMConfig:
     vad_loss_weight: float = 1.0
     contrastive_loss_weight: float = 1.0
 
+    # ---- reference mode (docs/reference.md); every default is the course's behaviour ----
+    fusion_input: str = "word"
+    """What the fusion layer sees besides the VAD code: ``"word"`` (the word embedding; the course) or
+    ``"embedding_sum"`` (word + position + segment embedding, the reference; the decoder's own position
+    embedding is then not added again at fused positions)."""
+    fusion_span: str = "explanation"
+    """Where VAD is fused: ``"explanation"`` (the explanation segment, from `` because``, padding excluded;
+    the course) or ``"offset"`` (every position ``>= reference_offset``, padding included; the reference)."""
+    embedding_spans: str = "course"
+    """The contrastive head's emotion / explanation embeddings: ``"course"`` (means over the emotion word's
+    tokens and the explanation words) or ``"offset"`` (means over positions ``[0, reference_offset)`` and
+    ``[reference_offset, T)``, padding included; the reference)."""
+    vad_head_span: str = "explanation"
+    """Which VAD targets score: ``"explanation"`` (next tokens in the explanation segment with a known VAD;
+    the course) or ``"offset"`` (next tokens at positions ``>= reference_offset`` whose VAD has any non-zero
+    value, padding included; the reference)."""
+    reference_offset: int = 6
+    """The reference's fixed prompt length (``<bos> the emotion is X`` is 5 tokens for one-token emotions,
+    so position 5 is `` because``; it is wrong for ``contentment`` and ``something else``)."""
+    decoder_padding_mask: bool = True
+    """Give the decoder the attention mask (the course). The reference passes none: real positions are
+    unchanged (causal), but padding positions, which its explanation mean includes, attend to padding."""
+    visual_negatives: str = "derangement"
+    """Negative 2: ``"derangement"`` (one random derangement of the artworks for both sequences of an
+    artwork; the course) or ``"reference"`` (two independent draws of the reference's ``neg_ids``)."""
+    contrastive_eps: float = 0.0
+    """0: the contrastive loss is a stable cross-entropy (the course). ``> 0``: the reference's
+    ``-log(eps + e^s+ / (eps + e^s+ + e^s1 + e^s2))`` with this ``eps`` (1e-8 there)."""
+    decode_stop: str = "eos"
+    """Decoding stops at ``"eos"`` (the course) or at ``"any_special"`` token (the reference)."""
+    prompt_lead_space: bool = False
+    """The prompt starts with ``Ġthe`` (the reference: it tokenizes `` the emotion is``) instead of ``the``."""
+    pad_to_max_len: bool = False
+    """Batches are padded to ``max_len`` (the reference) instead of the longest sequence (the course)."""
+    truncation: str = "explanation"
+    """A too-long sequence loses explanation words and keeps ``<eos>`` (``"explanation"``, the course) or is
+    cut at ``max_len`` whatever that drops, ``<eos>`` included (``"sequence"``, the reference)."""
+    image_transform: str = "clip"
+    """``"clip"``: resize the short side (bicubic), centre-crop, CLIP's statistics (the course).
+    ``"reference"``: squash to a square (bilinear) and ImageNet's statistics (the reference)."""
+    fusion_lr_group: str = "vad"
+    """Which learning rate the fusion layer trains at: ``"vad"`` (with the VAD encoder at ``vad_lr``; the
+    course) or ``"main"`` (with the decoder at ``lr``; the reference, where it is part of its GPT-2 model)."""
+
+    def __post_init__(self) -> None:
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"SEVLMConfig.{name}={getattr(self, name)!r}: expected one of {', '.join(choices)}")
+        if isinstance(self.reference_offset, bool) or not isinstance(self.reference_offset, int) or self.reference_offset < 1:
+            raise ValueError(f"SEVLMConfig.reference_offset={self.reference_offset!r}: expected an integer >= 1")
+        if self.contrastive_eps < 0:
+            raise ValueError(f"SEVLMConfig.contrastive_eps={self.contrastive_eps!r}: expected a number >= 0")
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """``asdict``, less the reference-mode fields at their defaults (so default configs are unchanged)."""
+        d = asdict(self)
+        for name, default in REFERENCE_DEFAULTS.items():
+            if d[name] == default and type(d[name]) is type(default):
+                del d[name]
+        if d["vad_encoder"]["style"] != "reference":
+            del d["vad_encoder"]["style"]  # implied by ``causal``
+        return d
+
+    @property
+    def is_reference(self) -> bool:
+        """Whether every reference-mode switch is on (as :func:`reference_config` sets them)."""
+        on = all(getattr(self, k) == v for k, v in REFERENCE_VALUES.items())
+        return on and self.vad_encoder.style == "reference"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SEVLMConfig:
@@ -87,16 +206,27 @@ class SEVLMConfig:
         )
         return SEVLMConfig.from_dict(d)
 
-    def with_switches(self, **switches: bool | float) -> SEVLMConfig:
-        """A copy with some switches (or loss weights / VAD-encoder fields via ``vad_causal=``) changed."""
+    def with_switches(self, **switches: Any) -> SEVLMConfig:
+        """A copy with some switches changed: the three additions, loss weights, reference-mode fields, and
+        the VAD encoder's style via ``vad_style=`` (``vad_causal=True/False`` is the old boolean form)."""
         d = self.to_dict()
+        plain = {f.name for f in fields(self)} - {"vision", "decoder", "vad_encoder"}
         for k, v in switches.items():
             if k == "vad_causal":
                 d["vad_encoder"]["causal"] = bool(v)
-            elif k in d and not isinstance(d[k], dict):
+                d["vad_encoder"]["style"] = "causal" if v else "noncausal"
+            elif k == "vad_style":
+                if v not in STYLES:
+                    raise ValueError(f"vad_style={v!r}: expected one of {', '.join(STYLES)}")
+                d["vad_encoder"]["style"] = v
+                d["vad_encoder"]["causal"] = v == "causal"
+            elif k in plain:
                 d[k] = v
             else:
-                raise ValueError(f"unknown switch {k!r}: expected one of {SWITCHES}, loss weights or vad_causal")
+                raise ValueError(
+                    f"unknown switch {k!r}: expected one of {SWITCHES}, loss weights, reference-mode fields "
+                    f"({', '.join(REFERENCE_DEFAULTS)}), vad_style or vad_causal"
+                )
         return SEVLMConfig.from_dict(d)
 
     @property
@@ -125,6 +255,30 @@ def full_config(**switches: bool | float) -> SEVLMConfig:
                               n_embd=768, n_layer=6, n_head=12, n_positions=1024),
     )
     return cfg.with_switches(**switches) if switches else cfg
+
+
+def reference_config(config: SEVLMConfig) -> SEVLMConfig:
+    """A copy of ``config`` with every reference behaviour on (docs/reference.md): the reference's VAD-encoder
+    layer, fusion of the word + position + segment sum from position 6 on, the contrastive embeddings as
+    means over positions ``[0, 6)`` / ``[6, T)`` (padding included, the decoder run without a padding mask),
+    the VAD loss from position 6 with the any-non-zero mask, two independent draws of visual negatives, the
+    reference's contrastive loss, decoding that stops at any special token, the `` the`` prompt, padding to
+    ``max_len``, whole-sequence truncation, the squash-to-square ImageNet image transform, and the fusion
+    layer in the decoder's learning-rate group.
+
+    The additions switched on in ``config`` stay as they are (the reference trains all three). Recipe-level
+    differences (optimiser, model selection) are not model settings: see configs/sevlm_full_reference.yaml.
+    """
+    return config.with_switches(vad_style="reference", **REFERENCE_VALUES)
+
+
+def builder_options(config: SEVLMConfig) -> dict[str, Any]:
+    """The ``SequenceBuilder`` keyword arguments that ``config`` implies (prompt, padding, truncation)."""
+    return {
+        "prompt_lead_space": config.prompt_lead_space,
+        "pad_to_max_len": config.pad_to_max_len,
+        "truncation": config.truncation,
+    }
 
 
 def random_weights(cfg: SEVLMConfig) -> SEVLMConfig:
@@ -210,19 +364,46 @@ class SEVLM(nn.Module):
         explanation_segment: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         state: DecodeState | None = None,
+        vad: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Word embeddings (VAD-fused at explanation positions when switched on) + segment embeddings."""
+        """Word embeddings (VAD-fused at explanation positions when switched on) + segment embeddings.
+
+        ``vad [B, T, 3]``, when given, replaces the token-table lookup as the VAD encoder's input (for
+        feeding the reference's per-word VAD). With ``fusion_input="embedding_sum"`` the fused positions
+        hold ``fusion(word + position + segment, VAD code) - position``: the decoder adds the position
+        embedding back, so the first block sees the reference's fused vector.
+        """
+        cfg = self.config
         wte = self.decoder.transformer.wte
         words = wte(input_ids)
-        if self.config.vad_fusion:
+        if not cfg.vad_fusion:
+            return words + wte(segment_ids)
+        if vad is None:
             vad = self.token_vad[input_ids]
-            if state is None:
-                enc, _ = self.vad_encoder(vad, attention_mask)
-            else:
-                enc, state.vad_cache = self.vad_encoder(vad, attention_mask, state.vad_cache, state.past_len)
+        elif vad.shape != (*input_ids.shape, 3):
+            raise ValueError(f"vad of shape {tuple(vad.shape)} does not match input_ids {tuple(input_ids.shape)} x 3")
+        if state is None:
+            enc, _ = self.vad_encoder(vad, attention_mask)
+        else:
+            enc, state.vad_cache = self.vad_encoder(vad, attention_mask, state.vad_cache, state.past_len)
+        if cfg.fusion_input == "word" and cfg.fusion_span == "explanation":  # the course
             fused = self.fusion(torch.cat([words, enc.to(words.dtype)], dim=-1))
             words = torch.where(explanation_segment.unsqueeze(-1), fused, words)
-        return words + wte(segment_ids)
+            return words + wte(segment_ids)
+        past = 0 if state is None else state.past_len
+        positions = torch.arange(past, past + input_ids.shape[1], device=input_ids.device)
+        if cfg.fusion_span == "explanation":
+            span = explanation_segment
+        else:
+            span = (positions >= cfg.reference_offset)[None].expand_as(input_ids)
+        plain = words + wte(segment_ids)
+        if cfg.fusion_input == "word":
+            fused = self.fusion(torch.cat([words, enc.to(words.dtype)], dim=-1)) + wte(segment_ids)
+            return torch.where(span.unsqueeze(-1), fused, plain)
+        wpe = self.decoder.transformer.wpe(positions)[None]
+        total = words + wpe + wte(segment_ids)  # the reference's order: (word + position) + segment
+        fused = self.fusion(torch.cat([total, enc.to(total.dtype)], dim=-1))
+        return torch.where(span.unsqueeze(-1), fused - wpe, plain)
 
     def decode(
         self,
@@ -263,8 +444,9 @@ class SEVLM(nn.Module):
         if image_index is None:
             image_index = torch.arange(ids.shape[0], device=ids.device)
         memory = memory_per_image[image_index]
-        embeds = self.embed(ids, batch["segment_ids"], expl_seg, attn)
-        hidden = self.decode(embeds, memory, attn).last_hidden_state
+        vad_values = batch.get("vad_values")
+        embeds = self.embed(ids, batch["segment_ids"], expl_seg, attn, vad=vad_values)
+        hidden = self.decode(embeds, memory, attn if cfg.decoder_padding_mask else None).last_hidden_state
         logits = self.decoder.lm_head(hidden)
         labels = batch["labels"]
         xe = F.cross_entropy(
@@ -276,8 +458,17 @@ class SEVLM(nn.Module):
         if cfg.vad_head:
             vad_pred = self.vad_head(hidden)
             nxt = ids[:, 1:]
-            mask = self.token_vad_known[nxt] & expl_seg[:, 1:] & attn[:, 1:].bool()
-            losses["vad"] = masked_vad_mse(vad_pred[:, :-1].float(), self.token_vad[nxt], mask)
+            if vad_values is None:
+                target, known = self.token_vad[nxt], self.token_vad_known[nxt]
+            else:
+                target = vad_values[:, 1:].float()
+                known = (target != 0).any(-1)
+            if cfg.vad_head_span == "explanation":
+                mask = known & expl_seg[:, 1:] & attn[:, 1:].bool()
+            else:  # the reference: targets from position reference_offset on, kept when any value is non-zero
+                at = torch.arange(1, ids.shape[1], device=ids.device) >= cfg.reference_offset
+                mask = (target != 0).any(-1) & at[None]
+            losses["vad"] = masked_vad_mse(vad_pred[:, :-1].float(), target, mask)
             total = total + cfg.vad_loss_weight * losses["vad"]
         scores = None
         if cfg.contrastive:
@@ -295,22 +486,43 @@ class SEVLM(nn.Module):
                 "the contrastive head needs pair batches: two annotations per artwork, ordered "
                 "[a0, a0', a1, a1', ...] with 'pair_index' (use data.datasets.PairDataset)"
             )
+        cfg = self.config
         image = memory.mean(1)[image_index]
-        emotion = masked_mean(hidden, batch["emotion_mask"])
-        explanation = masked_mean(hidden, batch["explanation_mask"])
+        if cfg.embedding_spans == "course":
+            emotion = masked_mean(hidden, batch["emotion_mask"])
+            explanation = masked_mean(hidden, batch["explanation_mask"])
+        else:
+            k = cfg.reference_offset
+            if hidden.shape[1] <= k:
+                raise ValueError(
+                    f"embedding_spans='offset': sequences of {hidden.shape[1]} positions have no explanation "
+                    f"after position {k} (reference_offset)"
+                )
+            emotion, explanation = hidden[:, :k].mean(1), hidden[:, k:].mean(1)
         pos = self.scorer(image, emotion, explanation)
         neg_emotion = self.scorer(image, emotion, explanation[batch["pair_index"]])
-        other = derangement(n_images).to(hidden.device)
-        slot = torch.arange(n_seq, device=hidden.device) % 2
-        neg_visual = self.scorer(image, emotion, explanation[2 * other[image_index] + slot])
+        if cfg.visual_negatives == "derangement":
+            other = derangement(n_images).to(hidden.device)
+            slot = torch.arange(n_seq, device=hidden.device) % 2
+            negative = 2 * other[image_index] + slot
+        else:  # the reference: one draw for the first sequences of the artworks, another for the second
+            first, second = reference_negative_ids(n_images), reference_negative_ids(n_images)
+            negative = torch.stack([2 * first, 2 * second + 1], dim=1).reshape(-1).to(hidden.device)
+        neg_visual = self.scorer(image, emotion, explanation[negative])
         scores = {"pos": pos, "neg_emotion": neg_emotion, "neg_visual": neg_visual}
+        if cfg.contrastive_eps > 0:
+            return reference_contrastive_loss(pos, neg_emotion, neg_visual, cfg.contrastive_eps), scores
         return contrastive_loss(pos, neg_emotion, neg_visual), scores
 
     def parameter_groups(self, lr: float = 2e-5, vad_lr: float = 4e-5) -> list[dict[str, Any]]:
-        """AdamW groups: the VAD path (encoder + fusion) at ``vad_lr``, everything else trainable at ``lr``."""
+        """AdamW groups: the VAD path (encoder + fusion) at ``vad_lr``, everything else trainable at ``lr``.
+
+        With ``fusion_lr_group="main"`` (reference mode) only the VAD encoder is in the ``vad`` group.
+        """
         vad_ids = set()
         if self.config.vad_fusion:
-            vad_ids = {id(p) for m in (self.vad_encoder, self.fusion) for p in m.parameters()}
+            vad_path = (self.vad_encoder, self.fusion) if self.config.fusion_lr_group == "vad" else (self.vad_encoder,)
+            vad_ids = {id(p) for m in vad_path for p in m.parameters()}
         main = [p for p in self.parameters() if p.requires_grad and id(p) not in vad_ids]
         groups = [{"name": "main", "params": main, "lr": lr}]
         if vad_ids:

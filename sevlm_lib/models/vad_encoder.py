@@ -5,6 +5,23 @@ reference it is **causal** by default: position ``t`` only sees VAD of tokens ``
 non-causal encoder lets every teacher-forced position peek at the VAD of *later* words (future leakage) and
 forces decoding to recompute the whole VAD path at every step. With a causal encoder each new token's VAD
 is one table lookup plus one incremental step with a key/value cache, exactly like the decoder's.
+
+``VADEncoderConfig.style`` picks one of three encoders:
+
+* ``"causal"`` (default): the course's layer (as ``nn.TransformerEncoderLayer``: attention with an output
+  projection, post-norm), a causal mask and a padding mask;
+* ``"noncausal"``: the same layer without the causal mask (the old ``causal=False``). It is **not** the
+  reference's layer;
+* ``"reference"``: the reference implementation's encoder, equation for equation (docs/reference.md)::
+
+      x_0     = LayerNorm_in(v + P[pos])                                 # over the 3 values, eps 1e-5
+      s       = LayerNorm_1(x + Dropout(softmax(Q K^T / sqrt(d_h)) V))   # no output projection
+      f(x)    = LayerNorm_2(s + Dropout(W_2 ReLU(W_1 s + b_1) + b_2))    # no dropout inside the FFN
+      x_{l+1} = x_l + f_l(x_l)                                           # an outer residual per layer
+
+  with no causal mask and no padding mask (padding positions are attended to). ``Q K V`` come from one
+  ``Linear(d, 3d)`` (``qkv``): rows ``[0, d)`` are the reference's ``query``, ``[d, 2d)`` its ``key``,
+  ``[2d, 3d)`` its ``value`` (:func:`load_reference_state_dict` maps a reference state dict).
 """
 
 from __future__ import annotations
@@ -16,9 +33,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+STYLES = ("causal", "noncausal", "reference")
+
 
 @dataclass
 class VADEncoderConfig:
+    """The VAD encoder's sizes and its ``style`` (``causal`` | ``noncausal`` | ``reference``, see above).
+
+    ``causal`` is the old boolean switch, kept so that old configs and checkpoints load: ``causal=False``
+    with the default style means ``style="noncausal"``. After construction ``causal`` always equals
+    ``style == "causal"``.
+    """
+
     d_model: int = 3
     n_layers: int = 3
     n_heads: int = 1
@@ -26,6 +52,19 @@ class VADEncoderConfig:
     max_len: int = 64
     dropout: float = 0.1
     causal: bool = True
+    style: str = "causal"
+
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ValueError(f"VADEncoderConfig.style={self.style!r}: expected one of {', '.join(STYLES)}")
+        if self.style == "causal" and not self.causal:
+            self.style = "noncausal"
+        self.causal = self.style == "causal"
+        if self.style == "reference" and self.d_model != 3:
+            raise ValueError(
+                f"VADEncoderConfig: style='reference' needs d_model=3 (the reference encodes the VAD 3-vector "
+                f"itself), got d_model={self.d_model}"
+            )
 
 
 LayerCache = tuple[torch.Tensor, torch.Tensor]
@@ -39,8 +78,10 @@ class VADEncoderLayer(nn.Module):
         if cfg.d_model % cfg.n_heads:
             raise ValueError(f"d_model={cfg.d_model} is not divisible by n_heads={cfg.n_heads}")
         self.n_heads = cfg.n_heads
+        self.reference = cfg.style == "reference"
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
-        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+        # The reference's attention has no output projection.
+        self.out: nn.Module = nn.Identity() if self.reference else nn.Linear(cfg.d_model, cfg.d_model)
         self.ff1 = nn.Linear(cfg.d_model, cfg.ffn)
         self.ff2 = nn.Linear(cfg.ffn, cfg.d_model)
         self.norm1 = nn.LayerNorm(cfg.d_model)
@@ -65,7 +106,10 @@ class VADEncoderLayer(nn.Module):
         b, _, t, _ = q.shape
         ctx = (attn @ v).transpose(1, 2).reshape(b, t, -1)
         x = self.norm1(x + self.drop(self.out(ctx)))
-        x = self.norm2(x + self.drop(self.ff2(self.drop(F.relu(self.ff1(x))))))
+        hidden = F.relu(self.ff1(x))
+        if not self.reference:  # the reference's FFN has no dropout between its two layers
+            hidden = self.drop(hidden)
+        x = self.norm2(x + self.drop(self.ff2(hidden)))
         return x, (k, v)
 
 
@@ -77,6 +121,8 @@ class VADEncoder(nn.Module):
         self.cfg = cfg
         self.in_proj = nn.Identity() if cfg.d_model == 3 else nn.Linear(3, cfg.d_model)
         self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
+        if cfg.style == "reference":
+            self.in_norm = nn.LayerNorm(cfg.d_model)  # over the 3-vector after the learned positions
         self.layers = nn.ModuleList(VADEncoderLayer(cfg) for _ in range(cfg.n_layers))
         self.out_proj = nn.Identity() if cfg.d_model == 3 else nn.Linear(cfg.d_model, 3)
 
@@ -89,8 +135,9 @@ class VADEncoder(nn.Module):
     ) -> tuple[torch.Tensor, list[LayerCache]]:
         """Encode ``T`` new positions that follow ``past_len`` cached ones. Returns ``(output, new_cache)``.
 
-        ``attention_mask`` covers all ``past_len + T`` key positions (1 = real token). A non-causal encoder
-        cannot be run incrementally: call it on the whole sequence with ``cache=None``.
+        ``attention_mask`` covers all ``past_len + T`` key positions (1 = real token); the reference style
+        ignores it (the reference attends to padding). A non-causal encoder cannot be run incrementally: call
+        it on the whole sequence with ``cache=None``.
         """
         b, t, _ = vad.shape
         s = past_len + t
@@ -100,6 +147,8 @@ class VADEncoder(nn.Module):
             raise ValueError("the non-causal VAD encoder sees future tokens, so it cannot decode incrementally")
         pos = torch.arange(past_len, s, device=vad.device)
         x = self.in_proj(vad) + self.pos(pos)[None]
+        if self.cfg.style == "reference":
+            return self._reference_forward(x)
         bias = torch.zeros(b, 1, t, s, device=vad.device, dtype=x.dtype)
         if attention_mask is not None:
             bias = bias.masked_fill(~attention_mask[:, None, None, :s].bool(), float("-inf"))
@@ -114,3 +163,50 @@ class VADEncoder(nn.Module):
             x, kv = layer(x, bias, None if cache is None else cache[i])
             new_cache.append(kv)
         return self.out_proj(x), new_cache
+
+    def _reference_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[LayerCache]]:
+        """The reference's encoder on ``x = vad + positions``: input norm, then ``x + layer(x)`` per layer."""
+        x = self.in_norm(x)
+        bias = torch.zeros(1, 1, 1, 1, device=x.device, dtype=x.dtype)
+        new_cache: list[LayerCache] = []
+        for layer in self.layers:
+            y, kv = layer(x, bias)
+            x = x + y
+            new_cache.append(kv)
+        return self.out_proj(x), new_cache
+
+
+# The reference's parameter names (its ``Transformer`` module) -> this module's, for a reference-style encoder.
+def load_reference_state_dict(encoder: VADEncoder, state: dict[str, torch.Tensor]) -> None:
+    """Load a state dict of the reference's VAD encoder into a ``style="reference"`` :class:`VADEncoder`.
+
+    The reference's names: ``pos_encoder.weight``, ``norm.*`` (input norm), and per layer ``i``
+    ``encoder.layers.{i}.self_attention.{query,key,value}.*``, ``.fc.0.*``, ``.fc.2.*``, ``.norm1.*``,
+    ``.norm2.*``; its ``decoder.*`` (a ``Linear(3, 1)`` whose output SEVLM never uses) is ignored. The
+    positional table may be longer than ``max_len``: its first ``max_len`` rows are used. A missing or
+    unexpected key is an error naming it.
+    """
+    if encoder.cfg.style != "reference":
+        raise ValueError(f"load_reference_state_dict needs a style='reference' encoder, not {encoder.cfg.style!r}")
+    state = dict(state)
+    own: dict[str, torch.Tensor] = {}
+
+    def take(name: str) -> torch.Tensor:
+        if name not in state:
+            raise KeyError(f"reference VAD-encoder state dict has no {name!r}")
+        return state.pop(name)
+
+    own["pos.weight"] = take("pos_encoder.weight")[: encoder.cfg.max_len]
+    for p in ("weight", "bias"):
+        own[f"in_norm.{p}"] = take(f"norm.{p}")
+        for i in range(encoder.cfg.n_layers):
+            src, dst = f"encoder.layers.{i}.", f"layers.{i}."
+            own[dst + f"qkv.{p}"] = torch.cat([take(src + f"self_attention.{n}.{p}") for n in ("query", "key", "value")])
+            own[dst + f"ff1.{p}"] = take(src + f"fc.0.{p}")
+            own[dst + f"ff2.{p}"] = take(src + f"fc.2.{p}")
+            own[dst + f"norm1.{p}"] = take(src + f"norm1.{p}")
+            own[dst + f"norm2.{p}"] = take(src + f"norm2.{p}")
+    extra = [k for k in state if not k.startswith("decoder.")]
+    if extra:
+        raise KeyError(f"unexpected keys in the reference VAD-encoder state dict: {sorted(extra)}")
+    encoder.load_state_dict(own)

@@ -12,6 +12,9 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 # mean (0.485, 0.456, 0.406) / std (0.229, 0.224, 0.225) instead: a small mismatch with how CLIP was trained.)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# ImageNet's statistics, which the reference normalises with (``image_transform(style="reference")``).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_HUB_ID = "openai/clip-vit-base-patch16"
 # Pinned hub revision of openai/clip-vit-base-patch16.
 CLIP_REVISION = "57c216476eefef5ab752ec549e440a49ae4ae5f3"
@@ -90,14 +93,28 @@ def build_vision_encoder(cfg: VisionConfig) -> VisionEncoder:
     return VisionEncoder(tower, frozen=cfg.frozen)
 
 
-def image_transform(image_size: int, train: bool = False):
-    """PIL image -> normalised tensor ``[3, S, S]`` with CLIP's statistics (resize shorter side, centre crop)."""
+def image_transform(image_size: int, train: bool = False, style: str = "clip"):
+    """PIL image -> normalised tensor ``[3, S, S]``.
+
+    ``style="clip"`` (the course): resize the shorter side (bicubic), centre crop, CLIP's statistics.
+    ``style="reference"`` (the reference implementation): squash to ``S x S`` (bilinear, aspect ratio lost)
+    and ImageNet's statistics (``SEVLMConfig.image_transform``).
+    """
     from torchvision import transforms as T
 
-    steps = [
-        T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
-        T.CenterCrop(image_size),
-        T.ToTensor(),
-        T.Normalize(CLIP_MEAN, CLIP_STD),
-    ]
+    if style == "clip":
+        steps = [
+            T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(image_size),
+            T.ToTensor(),
+            T.Normalize(CLIP_MEAN, CLIP_STD),
+        ]
+    elif style == "reference":
+        steps = [
+            T.Resize((image_size, image_size), interpolation=T.InterpolationMode.BILINEAR),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    else:
+        raise ValueError(f"image_transform: style={style!r}, expected 'clip' or 'reference'")
     return T.Compose(steps)
