@@ -42,15 +42,12 @@ reads cached features (print it where training and evaluation start).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import math
 import os
 import re
-import sys
-import uuid
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
@@ -61,12 +58,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sevlm_lib.data import artemis
-from sevlm_lib.data.datasets import ArtworkKey, LazyImages
-from sevlm_lib.data.mini import ensure_artemis_mini, mini_image_root
-from sevlm_lib.models.sevlm import full_config, tiny_config
-from sevlm_lib.models.vision import build_vision_encoder, image_transform
-from sevlm_lib.settings import Settings, get_settings, seed_everything
+from sevlm_lib.data.datasets import ArtworkKey
+from sevlm_lib.data.fingerprint import image_fingerprint, image_mismatches
+from sevlm_lib.data.mini import mini_image_root
+from sevlm_lib.io import write_json
+from sevlm_lib.registry import file_sha256
+from sevlm_lib.settings import Settings
 
 MANIFEST = "manifest.json"
 FORMAT = "sevlm-feature-cache/1"
@@ -102,70 +99,6 @@ def _image_root_of(images: Any) -> Path | None:
     """The image root of a LazyImages-like source (``.resolver.image_root``), else ``None`` (no files)."""
     root = getattr(getattr(images, "resolver", None), "image_root", None)
     return Path(root) if root is not None else None
-
-
-def image_fingerprint(
-    keys: Sequence[ArtworkKey], image_root: str | os.PathLike[str], *, hashes: bool = True
-) -> dict[str, Any]:
-    """Where the images of ``keys`` came from and what they held: the root, and per artwork (in ``keys``'
-    order) ``[relative path, size, mtime_ns, sha256]`` (``sha256`` is ``None`` with ``hashes=False``).
-
-    A missing image raises ``FileNotFoundError`` naming the first few."""
-    from sevlm_lib.data.artemis import ImageResolver
-
-    root = Path(image_root)
-    resolver = ImageResolver(root)
-    files: list[list[Any]] = []
-    missing: list[str] = []
-    for style, painting in keys:
-        path = resolver.resolve(style, painting)
-        if path is None:
-            missing.append(f"{style}/{painting}")
-            continue
-        stat = path.stat()
-        digest = _file_sha256(path) if hashes else None
-        files.append([path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns, digest])
-    if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} of {len(keys)} artworks have no image under {root} (expected "
-            f"{{art_style}}/{{painting}}.jpg or .png), e.g. {', '.join(missing[:5])}"
-        )
-    return {"root": str(root.resolve()), "files": files}
-
-
-def image_mismatches(
-    manifest: dict[str, Any],
-    image_root: str | os.PathLike[str] | None = None,
-    keys: Sequence[ArtworkKey] | None = None,
-) -> list[str]:
-    """How the images under ``image_root`` (default: the recorded root) differ from the ones a cache was built
-    from, for ``keys`` (default: all of its artworks); empty when they match. A file whose modification time
-    changed but whose size did not is re-hashed and counts as changed only if its content did."""
-    from sevlm_lib.data.artemis import ImageResolver
-
-    images = manifest["images"]
-    root = Path(image_root) if image_root is not None else Path(images["root"])
-    resolver = ImageResolver(root)
-    record = {tuple(k): f for k, f in zip(manifest["keys"], images["files"], strict=True)}
-    wanted = [(str(a), str(p)) for a, p in keys] if keys is not None else list(record)
-    problems = []
-    for key in wanted:
-        rel, size, mtime_ns, digest = record[key]
-        path = resolver.resolve(*key)
-        name = f"{key[0]}/{key[1]}"
-        if path is None:
-            problems.append(f"{name}: no image under {root} (the cache was built from {rel})")
-            continue
-        now = path.relative_to(root).as_posix()
-        if now != rel:
-            problems.append(f"{name}: the image is now {now}, the cache was built from {rel}")
-            continue
-        stat = path.stat()
-        if stat.st_size != size:
-            problems.append(f"{name}: {rel} is {stat.st_size:,} bytes, the cache was built from {size:,} bytes")
-        elif stat.st_mtime_ns != mtime_ns and (digest is None or _file_sha256(path) != digest):
-            problems.append(f"{name}: {rel} changed after the cache was built (modification time and content)")
-    return problems
 
 
 def check_cache_images(
@@ -276,27 +209,6 @@ def pooled_tokens(n_patches: int, pool: bool) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- files
-
-
-def _atomic_write_json(path: Path, values: dict[str, Any]) -> None:
-    tmp = path.parent / f"{_TMP}{path.name}-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(values, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _npy_header_len(shape: tuple[int, ...], dtype: np.dtype) -> int:
@@ -413,6 +325,52 @@ _MATCH_FIELDS = (
 
 
 @torch.no_grad()
+def _write_shard(
+    vision: torch.nn.Module,
+    images: Any,
+    chunk: Sequence[tuple[str, str]],
+    out: Path,
+    index: int,
+    start: int,
+    shape: tuple[int, int],
+    *,
+    pool: bool,
+    batch_size: int,
+    num_workers: int,
+    bar: Any,
+) -> dict[str, Any]:
+    """Encode one shard's artworks into ``shard-XXXXX.npy`` (written aside, fsynced, renamed into place);
+    returns its manifest entry (rows, sha256, a CRC per row)."""
+    tokens, dim = shape
+    device = next(vision.parameters()).device
+    name = SHARD_PATTERN.format(index)
+    tmp = out / f"{_TMP}{name}"
+    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(chunk), tokens, dim))
+    row = 0
+    for pixels in _image_batches(images, chunk, batch_size, num_workers):
+        feats = vision(pixels.to(device))
+        if pool:
+            feats = pool_2x2(feats)
+        if feats.shape[1:] != (tokens, dim):
+            raise ValueError(
+                f"the vision tower gave features of shape {tuple(feats.shape)}, expected [B, {tokens}, {dim}]"
+            )
+        array[row : row + len(feats)] = feats.to(torch.float16).cpu().numpy()
+        row += len(feats)
+        bar.update(len(feats))
+    if row != len(chunk):
+        raise ValueError(f"the image source gave {row} images for {len(chunk)} artworks of shard {name}")
+    array.flush()
+    crcs = _row_crcs(array)
+    del array
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    entry = {"index": index, "file": name, "start": start, "rows": len(chunk), "sha256": file_sha256(tmp),
+             "row_crc32": crcs}  # fmt: skip
+    os.replace(tmp, out / name)
+    return entry
+
+
 def build_feature_cache(
     vision: torch.nn.Module,
     keys: Sequence[ArtworkKey],
@@ -478,11 +436,10 @@ def build_feature_cache(
             child.unlink(missing_ok=True)
     done = {s["index"] for s in shards}
     n_shards = -(-len(keys_) // shard_size)
-    _atomic_write_json(
+    write_json(
         manifest_path,
         {**header, "shards": sorted(shards, key=lambda s: s["index"]), "complete": len(done) == n_shards},
     )
-    device = next(vision.parameters()).device
     was_training = vision.training
     vision.eval()
 
@@ -494,48 +451,12 @@ def build_feature_cache(
             if index in done:
                 continue
             start = index * shard_size
-            chunk = keys_[start : start + shard_size]
-            name = SHARD_PATTERN.format(index)
-            tmp = out / f"{_TMP}{name}"
-            array = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.float16, shape=(len(chunk), tokens, dim)
-            )
-            row = 0
-            for pixels in _image_batches(images, chunk, batch_size, num_workers):
-                feats = vision(pixels.to(device))
-                if pool:
-                    feats = pool_2x2(feats)
-                if feats.shape[1:] != (tokens, dim):
-                    raise ValueError(
-                        f"the vision tower gave features of shape {tuple(feats.shape)}, "
-                        f"expected [B, {tokens}, {dim}]"
-                    )
-                array[row : row + len(feats)] = feats.to(torch.float16).cpu().numpy()
-                row += len(feats)
-                bar.update(len(feats))
-            if row != len(chunk):
-                raise ValueError(
-                    f"the image source gave {row} images for {len(chunk)} artworks of shard {name}"
-                )
-            array.flush()
-            crcs = _row_crcs(array)
-            del array
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            entry = {
-                "index": index,
-                "file": name,
-                "start": start,
-                "rows": len(chunk),
-                "sha256": _file_sha256(tmp),
-                "row_crc32": crcs,
-            }
-            os.replace(tmp, out / name)
+            entry = _write_shard(vision, images, keys_[start : start + shard_size], out, index, start,
+                                 (tokens, dim), pool=pool, batch_size=batch_size, num_workers=num_workers,
+                                 bar=bar)  # fmt: skip
             shards.append(entry)
             shards.sort(key=lambda s: s["index"])
-            _atomic_write_json(
-                manifest_path, {**header, "shards": shards, "complete": len(shards) == n_shards}
-            )
+            write_json(manifest_path, {**header, "shards": shards, "complete": len(shards) == n_shards})
     finally:
         bar.close()
         vision.train(was_training)
@@ -699,7 +620,7 @@ class FeatureCache:
             except FeatureCacheError as err:
                 problems.append(str(err))
                 continue
-            if _file_sha256(path) != shard["sha256"]:
+            if file_sha256(path) != shard["sha256"]:
                 problems.append(
                     f"{path}: sha256 differs from the manifest (the shard changed after it was written)"
                 )
@@ -730,7 +651,6 @@ def default_image_root(settings: Settings) -> Path:
     """The image root of the settings' profile: WikiArt (full) or ArtEmis-mini's images (tiny)."""
     if settings.profile == "full":
         return settings.wikiart_dir
-    from sevlm_lib.data.mini import mini_image_root
 
     return mini_image_root(settings)
 
@@ -831,78 +751,7 @@ def discard_cache(folder: str | os.PathLike[str]) -> int:
 # ---------------------------------------------------------------------------------------------- command line
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sevlm_lib.features build|verify``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m sevlm_lib.features", description="The CLIP feature cache"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="compute the features of every artwork of a profile (resumes)")
-    b.add_argument("--profile", choices=("tiny", "full"), default=None, help="default: SEVLM_PROFILE")
-    b.add_argument("--pool", action="store_true", help="store 2x2-pooled features (49 tokens, 4x less disk)")
-    b.add_argument("--out", type=Path, default=None, help="default: {cache_dir}/features/<encoder>")
-    b.add_argument(
-        "--rebuild",
-        action="store_true",
-        help="discard the cache already in the output folder (e.g. built from other images) and build it anew",
-    )
-    b.add_argument("--shard-size", type=int, default=4096)
-    b.add_argument("--batch-size", type=int, default=128)
-    b.add_argument("--num-workers", type=int, default=min(8, os.cpu_count() or 1))
-    b.add_argument(
-        "--seed", type=int, default=None, help="tiny profile: the model seed that fixes the random tower"
-    )
-    v = sub.add_parser("verify", help="re-hash every shard of a cache")
-    v.add_argument("folder", type=Path)
-    args = parser.parse_args(argv)
-    if args.command == "verify":
-        try:
-            problems = FeatureCache(args.folder, verify_rows=False).verify()
-        except FeatureCacheError as err:
-            print(err, file=sys.stderr)
-            return 1
-        for line in problems:
-            print(line, file=sys.stderr)
-        print("intact" if not problems else f"{len(problems)} problem(s)")
-        return 1 if problems else 0
-
-
-    settings = get_settings(**({"profile": args.profile} if args.profile else {}))
-    cfg = full_config() if settings.profile == "full" else tiny_config()
-    if settings.profile == "tiny":
-
-        csv, root = ensure_artemis_mini(settings), mini_image_root(settings)
-        seed_everything(settings.seed if args.seed is None else args.seed)
-    else:
-        csv, root = settings.artemis_csv, settings.wikiart_dir
-    df = artemis.load_artemis(csv)
-    keys = sorted(set(zip(df["art_style"], df["painting"], strict=True)))
-    vision = build_vision_encoder(cfg.vision).to(settings.resolved_device())
-    images = LazyImages(artemis.ImageResolver(root), image_transform(cfg.vision.image_size))
-    out = args.out or default_cache_dir(settings, cfg.vision, args.pool, weights_sha256(vision))
-    size = len(keys) * pooled_tokens(cfg.vision.num_patches, args.pool) * cfg.vision.hidden_size * 2
-    if args.rebuild:
-        removed = discard_cache(out)
-        if removed:
-            print(f"[sevlm] --rebuild: removed {removed} file(s) of the old cache in {out}")
-    print(f"[sevlm] {len(keys):,} artworks -> {out} (about {size / 1024**2:,.0f} MiB of fp16 features)")
-    cache = build_feature_cache(
-        vision,
-        keys,
-        images,
-        out,
-        shard_size=args.shard_size,
-        pool=args.pool,
-        batch_size=args.batch_size,
-        progress=not settings.quiet,
-        num_workers=args.num_workers,
-        hub_id=cfg.vision.hub_id,
-        revision=cfg.vision.revision,
-        image_root=root,
-    )
-    print(cache)
-    return 0
-
-
 if __name__ == "__main__":
+    from sevlm_lib.cli.features import main
+
     raise SystemExit(main())

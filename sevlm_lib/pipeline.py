@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ from sevlm_lib.data.mini import ensure_artemis_mini, mini_image_root
 from sevlm_lib.emotions import EMOTIONS
 from sevlm_lib.engine.checkpoint import MODEL_FILE, load_checkpoint, resolve_checkpoint
 from sevlm_lib.engine.trainer import train_or_load
-from sevlm_lib.features import find_feature_cache
+from sevlm_lib.features import describe_image_source, find_feature_cache
 from sevlm_lib.generation import emotion_distribution, generate
 from sevlm_lib.io import read_json
 from sevlm_lib.models.emotion_classifier import EmotionClassifier
@@ -59,6 +60,8 @@ from sevlm_lib.text import (
     tiny_tokenizer,
 )
 from sevlm_lib.vad import load_training_lexicon
+
+logger = logging.getLogger(__name__)
 
 MIN_WORDS, MAX_WORDS = 5, 30  # ArtEmis's own preprocessing keeps utterances of 5..30 tokens
 
@@ -131,6 +134,7 @@ def load_course_data(
     image_size: int | None = None,
     max_len: int = 30,
     lexicon: Any = None,
+    tokenizer: Any = None,
     progress: bool | None = None,
 ) -> CourseData:
     """Load annotations, splits, tokenizer, lexicon and images for the settings' profile.
@@ -160,7 +164,9 @@ def load_course_data(
     hist["dominant"] = artemis.dominant_emotions(hist, rule="artemis")
     hist["dominant_strict"] = artemis.dominant_emotions(hist, rule="strict")
     hist["entropy"] = artemis.annotator_entropy(hist)
-    if settings.profile == "tiny":
+    if tokenizer is not None:  # e.g. a checkpoint's own: nothing is trained or fetched
+        pass
+    elif settings.profile == "tiny":
         tokenizer = tiny_tokenizer(list(df.loc[df["split"] == "train", "utterance"]), settings.cache_dir)
     else:
         tokenizer = load_gpt2_tokenizer()
@@ -238,6 +244,7 @@ def train_model(
     settings = data.settings
     model = build_model(data, config, seed)
     source = image_source_for(model, data, use_features)
+    logger.info(describe_image_source(source, data.settings))
     batches = PairBatches(
         data.pair_items("train"), data.builder, source, batch_size=recipe.batch_size, seed=seed
     )
@@ -292,6 +299,7 @@ def generate_for_split(
         use_cache = not (model.config.vad_fusion and not model.config.vad_encoder.causal)
     keys = data.artwork_keys(split)
     source = image_source_for(model, data, use_features)
+    logger.info(describe_image_source(source, data.settings))
     device = next(model.decoder.parameters()).device
     rows: list[dict[str, Any]] = []
     for i in range(0, len(keys), batch_size):

@@ -26,6 +26,7 @@ from tokenizers import ByteLevelBPETokenizer
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from sevlm_lib.emotions import EMOTIONS
+from sevlm_lib.models.hub import load_from_hub
 
 BOS_EOS = "<|endoftext|>"
 PAD = "<pad>"
@@ -77,15 +78,7 @@ def add_course_specials(tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokeniz
 def load_gpt2_tokenizer(hub_id: str = GPT2_HUB_ID, revision: str = GPT2_REVISION) -> PreTrainedTokenizerFast:
     """GPT-2's BPE from the hub (cached after the first download) with the course's special tokens."""
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(hub_id, revision=revision)
-    except OSError as err:
-        raise OSError(
-            f"could not load the tokenizer {hub_id!r} (revision {revision[:10]}): it is not in the Hugging Face "
-            "cache and the hub cannot be reached. Fetch it once with internet access:\n"
-            f"    hf download {hub_id} --revision {revision}\n"
-            "or run `python -m sevlm_lib.check --profile full` to see everything the full profile needs."
-        ) from err
+    tokenizer = load_from_hub(AutoTokenizer, hub_id, revision)  # fails fast offline, names the download
     return add_course_specials(tokenizer)
 
 

@@ -15,6 +15,7 @@ from sevlm_lib.settings import Settings
 from sevlm_lib.text import GPT2_HUB_ID, GPT2_REVISION
 from sevlm_lib.vad import REFERENCE_WORDS
 from tests.conftest import ARTEMIS_HEADER, ARTEMIS_ROWS, write_rows
+from tests.fake_hub import train_gpt2_bpe
 
 ARTWORKS = sorted({(r[0], r[1]) for r in ARTEMIS_ROWS})
 
@@ -90,12 +91,13 @@ def test_complete_fake_layout_passes_and_sizes_follow_the_data(tmp_path: Path) -
     # with a usable NRC-VAD (it must cover the reference words), Warriner is no longer required
     s.nrc_vad.write_text("".join(f"{w}\t0.5\t0.5\t0.5\n" for w in REFERENCE_WORDS))
     fake_hub(hub, CLIP_HUB_ID, CLIP_REVISION, ["config.json", "pytorch_model.bin"])
-    fake_hub(
-        hub,
-        GPT2_HUB_ID,
-        GPT2_REVISION,
-        ["config.json", "model.safetensors", "vocab.json", "tokenizer_config.json"],
-    )
+    fake_hub(hub, GPT2_HUB_ID, GPT2_REVISION, ["model.safetensors"])
+    # the preflight loads the tokenizer it checks, so its files must be a real (small) GPT-2 BPE
+    snapshot = hub / f"models--{GPT2_HUB_ID}" / "snapshots" / GPT2_REVISION
+    texts = [row[3] for row in ARTEMIS_ROWS] * 5
+    for name, data in train_gpt2_bpe(texts, tmp_path / "bpe", vocab_size=300).items():
+        (snapshot / name).write_bytes(data)
+    (snapshot / "config.json").write_text('{"model_type": "gpt2"}')
     report = run_preflight(s, "full", sample=10, hub_cache_dir=hub)
     assert report.ok, report.format()
     assert report.item("ArtEmis v1.0 annotations").detail.startswith("20 annotations on 4 artworks")
@@ -107,7 +109,8 @@ def test_complete_fake_layout_passes_and_sizes_follow_the_data(tmp_path: Path) -
     # one image gone, one unreadable, one hub file gone: each reported, and the check fails
     (s.wikiart_dir / ARTWORKS[0][0] / f"{ARTWORKS[0][1]}.jpg").unlink()
     (s.wikiart_dir / ARTWORKS[1][0] / f"{ARTWORKS[1][1]}.jpg").write_bytes(b"not a jpeg")
-    (hub / f"models--{GPT2_HUB_ID}" / "snapshots" / GPT2_REVISION / "vocab.json").unlink()
+    for name in ("vocab.json", "tokenizer.json"):  # no tokenizer file left
+        (snapshot / name).unlink()
     report = run_preflight(s, "full", sample=10, hub_cache_dir=hub)
     wikiart = report.item("WikiArt images")
     assert wikiart.status == "invalid" and "1 missing" in wikiart.detail and "1 unreadable" in wikiart.detail

@@ -6,9 +6,6 @@ GPT-2 models and GPT-2-format BPE files (``tests/fake_hub.py``); ArtEmis is writ
 process (``python -m tests.fake_hub MODULE ...``: the real module, with ``full_config``'s sizes shrunk to
 the fake models'), with its environment given explicitly: ``check``, ``features build``, ``train`` without
 and with the feature cache, an interrupted run and its resume, ``evaluate`` and ``predict``.
-
-Tests marked ``xfail(strict=True)`` describe the fixed behaviour of issue 16's items that live in files
-being restructured; they flip to passing (and then fail as XPASS) when the item is fixed.
 """
 
 from __future__ import annotations
@@ -243,7 +240,6 @@ def test_max_steps_in_a_full_profile_config_file(world: World, runs: dict[str, A
     assert list(world.log("from_yaml")["step"]) == [1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 3: evaluate loads the hub tokenizer instead of the checkpoint's")
 def test_evaluate_needs_nothing_from_the_hub(world: World, runs: dict[str, Any]) -> None:
     empty = world.base / "empty-hub"
     empty.mkdir(exist_ok=True)
@@ -255,7 +251,6 @@ def test_evaluate_needs_nothing_from_the_hub(world: World, runs: dict[str, Any])
     assert json.loads(proc.stdout)["split"] == "val"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 4: check accepts a tokenizer that cannot load (no merges.txt)")
 def test_check_loads_the_tokenizer_it_checks(world: World, runs: dict[str, Any]) -> None:
     broken = world.base / "hub-no-merges"
     if not broken.exists():
@@ -270,7 +265,6 @@ def test_check_loads_the_tokenizer_it_checks(world: World, runs: dict[str, Any])
     assert "tokenizer" in proc.stdout.lower() and "merges.txt" in proc.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 6: training and evaluation do not say whether they read cached features")
 def test_runs_say_whether_they_read_cached_features(world: World, runs: dict[str, Any]) -> None:
     (cache,) = world.feature_caches()
     assert "no matching feature cache" in _output(runs["live"])
@@ -278,17 +272,14 @@ def test_runs_say_whether_they_read_cached_features(world: World, runs: dict[str
     assert f"feature cache {cache}" in _output(runs["evaluate"])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 7: 'resuming from ...' is printed twice (train.py and the trainer's log)")
 def test_resuming_is_announced_once(runs: dict[str, Any]) -> None:
     assert _output(_ok(runs["resume"])).count("resuming from") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 7: resize_token_embeddings prints transformers' mean-resizing note")
 def test_a_normal_run_prints_no_transformers_notes(runs: dict[str, Any]) -> None:
     assert "[transformers]" not in _output(_ok(runs["cached"]))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 9: check describes WikiArt images as .jpg only")
 def test_check_says_png_images_are_accepted(runs: dict[str, Any]) -> None:
     wikiart = [line for line in _ok(runs["check"]).stdout.splitlines() if "layout" in line and "wikiart" in line]
     assert wikiart and all(".png" in line for line in wikiart)

@@ -93,7 +93,6 @@ def test_a_model_missing_offline_says_what_to_fetch(tmp_path: Path, fresh_hub_st
     assert hub.download_command(CLIP_HUB_ID, CLIP_REVISION) in str(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 8: check.py's advice also includes pytorch_model.bin")
 def test_check_gives_the_same_download_advice(tmp_path: Path) -> None:
     from sevlm_lib.cli.check import run_preflight
     from sevlm_lib.settings import Settings
@@ -103,7 +102,6 @@ def test_check_gives_the_same_download_advice(tmp_path: Path) -> None:
     assert hub.download_command(GPT2_HUB_ID, GPT2_REVISION) in report.item("distilgpt2 (decoder + tokenizer)").how_to_get
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 8: text.load_gpt2_tokenizer's advice has no --include")
 def test_the_tokenizer_gives_the_same_download_advice(tmp_path: Path) -> None:
     env = {
         **{k: os.environ[k] for k in _KEEP if k in os.environ},

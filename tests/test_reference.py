@@ -483,7 +483,7 @@ def test_default_configs_save_as_before():
 def test_reference_run_configs_load():
     from pathlib import Path
 
-    from sevlm_lib.config_files import load_run_config
+    from sevlm_lib.cli.run_config import load_run_config
 
     root = Path(__file__).resolve().parents[1] / "configs"
     for name in ("tiny_sevlm_reference.yaml", "sevlm_full_reference.yaml"):

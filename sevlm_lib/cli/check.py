@@ -25,12 +25,14 @@ from typing import Any
 import pandas as pd
 import torch
 from huggingface_hub import constants, try_to_load_from_cache
+from transformers import AutoTokenizer
 
 from sevlm_lib.data import artemis
 from sevlm_lib.data.artemis import ImageResolver, open_image
 from sevlm_lib.data.mini import CSV_NAME, mini_image_root, verify_manifest
-from sevlm_lib.features import MANIFEST, _read_manifest
+from sevlm_lib.features import MANIFEST, FeatureCacheError, _read_manifest, check_cache_images
 from sevlm_lib.memory import estimate_memory, parameter_counts
+from sevlm_lib.models.hub import download_command
 from sevlm_lib.models.sevlm import full_config
 from sevlm_lib.models.vision import CLIP_HUB_ID, CLIP_REVISION
 from sevlm_lib.recipes import model_config_for
@@ -172,7 +174,7 @@ def _sample_images(
     for style, painting in chosen:
         path = resolver.resolve(style, painting)
         if path is None:
-            missing.append(str(image_root / style / f"{painting}.jpg"))
+            missing.append(str(image_root / style / f"{painting}.jpg (or .png)"))
             continue
         try:
             open_image(path)
@@ -235,12 +237,15 @@ def _hub_item(
         ):
             missing.append(" or ".join(group))
     where = f"hub cache {cache_dir or _hub_cache()}: {repo} @ {revision[:10]}"
-    how = (
-        f"with internet access, once: hf download {repo} --revision {revision} --include "
-        f"{' '.join(repr(f) for g in files for f in g)} ({size_note}); then run with HF_HUB_OFFLINE=1"
-    )
+    how = f"with internet access, once: {download_command(repo, revision)} ({size_note}); then run with HF_HUB_OFFLINE=1"
     if missing:
         return CheckItem(name, "missing", True, where, f"not cached: {', '.join(missing)}", how)
+    if repo == GPT2_HUB_ID:  # load the tokenizer it checks: vocab.json without merges.txt does not load
+        try:
+            AutoTokenizer.from_pretrained(repo, revision=revision, local_files_only=True, cache_dir=cache_dir)
+        except (OSError, ValueError) as err:
+            detail = f"the tokenizer does not load ({type(err).__name__}: {str(err).splitlines()[0]}); it needs "
+            return CheckItem(name, "invalid", True, where, detail + "tokenizer.json or vocab.json + merges.txt", how)
     return CheckItem(name, "found", True, where, "all files cached", how)
 
 
@@ -282,7 +287,8 @@ def _feature_cache_item(settings: Settings) -> CheckItem:
 
     vision = model_config_for("full").vision
     root = settings.cache_dir / "features"
-    found = []
+    found: list[str] = []
+    stale: list[str] = []
     if root.is_dir():
         for folder in sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()):
             try:
@@ -290,11 +296,12 @@ def _feature_cache_item(settings: Settings) -> CheckItem:
             except Exception:  # a damaged manifest is reported by `features verify`, not here
                 continue
             enc = m.get("encoder", {})
-            if (
-                m.get("complete")
-                and enc.get("hub_id") == vision.hub_id
-                and enc.get("revision") == vision.revision
-            ):
+            if m.get("complete") and enc.get("hub_id") == vision.hub_id and enc.get("revision") == vision.revision:
+                try:  # built from the images that are there now?
+                    check_cache_images(folder, m, settings.wikiart_dir, profile="full")
+                except (FeatureCacheError, FileNotFoundError, KeyError) as err:
+                    stale.append(str(err))
+                    continue
                 found.append(f"{folder} ({m['n_images']:,} images, {m['tokens']} tokens)")
     how = (
         "`python -m sevlm_lib.features build --profile full` (one pass of CLIP over every image; add --pool "
@@ -302,6 +309,8 @@ def _feature_cache_item(settings: Settings) -> CheckItem:
     )
     if found:
         return CheckItem("CLIP feature cache", "found", False, str(root), "; ".join(found), how)
+    if stale:
+        return CheckItem("CLIP feature cache", "invalid", True, str(root), "; ".join(stale), how)
     return CheckItem("CLIP feature cache", "missing", False, str(root), "none built yet", how)
 
 
@@ -498,7 +507,7 @@ def _full(settings: Settings, sample: int, seed: int, hub_cache_dir: Path | None
             "Contrastive.csv at this path or set SEVLM_CONTRASTIVE_CSV",
         )
     )
-    layout = f"{settings.wikiart_dir}/{{art_style}}/{{painting}}.jpg"
+    layout = f"{settings.wikiart_dir}/{{art_style}}/{{painting}}.jpg (or .png)"
     report.items.append(
         _image_item(
             "WikiArt images",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -60,13 +61,7 @@ def evaluate_checkpoint(
     profile = profile or profile_of(checkpoint)
     settings = get_settings(profile=profile)
     model, builder = load_trained(info["path"], device=settings.resolved_device())
-    data = load_course_data(settings, max_len=builder.max_len)
-    if data.tokenizer.get_vocab() != builder.tokenizer.get_vocab():
-        print(
-            f"[sevlm] warning: the checkpoint's tokenizer differs from the one built for the {profile} data; "
-            "evaluating with the checkpoint's",
-            file=sys.stderr,
-        )
+    data = load_course_data(settings, max_len=builder.max_len, tokenizer=builder.tokenizer)  # the checkpoint's
     if info["data_fingerprint"] and info["data_fingerprint"] != data.fingerprint:
         print(
             "[sevlm] warning: the checkpoint was trained on other data (its data fingerprint differs)",
@@ -92,13 +87,22 @@ def _finite_or_none(value: Any) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)  # the library's INFO lines (where the image features come from)
+    handler.setFormatter(logging.Formatter("[sevlm] %(message)s"))
+    library = logging.getLogger("sevlm_lib")
+    old_level = library.level
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)
     try:
         metrics, preds, info = evaluate_checkpoint(
             args.checkpoint, args.split, profile=args.profile, max_new_tokens=args.max_new_tokens
         )
-    except (FileNotFoundError, ValueError, OSError) as err:
+    except (FileNotFoundError, ValueError, OSError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(old_level)
     if args.out is not None:
         out = args.out
     else:

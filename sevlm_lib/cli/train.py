@@ -287,10 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return 2
             saved = json.loads((existing / "state.json").read_text(encoding="utf-8"))
-            if saved.get("finished"):
+            if saved.get("finished"):  # (a resume is announced by the trainer itself)
                 _say(f"already trained: loading {existing}")
-            else:
-                _say(f"resuming from {existing} (step {saved.get('step')} of {recipe.max_steps})")
         if _rank() == 0:
             _write_run_info(args, argv, run_cfg, recipe, model_cfg, profile, name, seed, (ckpt, run_dir))
 

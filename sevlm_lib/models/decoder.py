@@ -47,5 +47,7 @@ def build_decoder(cfg: DecoderConfig, vocab_size: int) -> GPT2LMHeadModel:
     from sevlm_lib.models.hub import load_from_hub
 
     model = load_from_hub(GPT2LMHeadModel, cfg.hub_id, cfg.revision, add_cross_attention=True)
-    model.resize_token_embeddings(vocab_size)
+    # New rows (the course's special tokens) get the model's normal initialisation, as in the reference's
+    # transformers; mean_resizing would draw them around the mean embedding and print a note every load.
+    model.resize_token_embeddings(vocab_size, mean_resizing=False)
     return model
