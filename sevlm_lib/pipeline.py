@@ -41,14 +41,27 @@ from sevlm_lib.data.datasets import (
 )
 from sevlm_lib.data.mini import ensure_artemis_mini, mini_image_root
 from sevlm_lib.emotions import EMOTIONS
-from sevlm_lib.engine.checkpoint import MODEL_FILE, load_checkpoint, resolve_checkpoint
+from sevlm_lib.engine.checkpoint import (
+    BEST_DIR,
+    MODEL_FILE,
+    checkpoint_problems,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 from sevlm_lib.engine.trainer import train_or_load
 from sevlm_lib.features import describe_image_source, find_feature_cache
 from sevlm_lib.generation import emotion_distribution, generate
 from sevlm_lib.io import read_json
 from sevlm_lib.models.emotion_classifier import EmotionClassifier
 from sevlm_lib.models.sat import SATConfig, SATSpeaker
-from sevlm_lib.models.sevlm import SEVLM, SEVLMConfig, full_config, random_weights, tiny_config
+from sevlm_lib.models.sevlm import (
+    SEVLM,
+    SEVLMConfig,
+    builder_options,
+    full_config,
+    random_weights,
+    tiny_config,
+)
 from sevlm_lib.models.vision import image_transform
 from sevlm_lib.recipes import SAT_NAME, SEEDS, Recipe, model_config_for, recipe_for, run_name
 from sevlm_lib.settings import Settings, get_settings, seed_everything
@@ -84,6 +97,7 @@ class CourseData:
     images: ImageSource
     image_size: int
     dropped: dict[str, int] = field(default_factory=dict)
+    image_style: str = "clip"  # how images were turned into tensors (models.vision.image_transform)
 
     @property
     def profile(self) -> str:
@@ -97,6 +111,8 @@ class CourseData:
         h.update(pd.util.hash_pandas_object(self.annotations[cols], index=False).values.tobytes())
         h.update(str(len(self.tokenizer)).encode())
         h.update(str(self.image_size).encode())
+        if self.image_style != "clip":  # (the course's transform leaves the fingerprint as it always was)
+            h.update(self.image_style.encode())
         return h.hexdigest()[:16]
 
     def split(self, name: str) -> pd.DataFrame:
@@ -135,6 +151,7 @@ def load_course_data(
     max_len: int = 30,
     lexicon: Any = None,
     tokenizer: Any = None,
+    image_style: str = "clip",
     progress: bool | None = None,
 ) -> CourseData:
     """Load annotations, splits, tokenizer, lexicon and images for the settings' profile.
@@ -174,17 +191,33 @@ def load_course_data(
     lexicon = lexicon if lexicon is not None else load_training_lexicon(settings)
     token_vad = lexicon.token_vad_table(tokenizer)
     resolver = artemis.ImageResolver(image_root)
-    transform = image_transform(image_size)
+    transform = image_transform(image_size, style=image_style)
     keys = list(zip(hist["art_style"], hist["painting"], strict=True))
     if settings.profile == "tiny":
         images: ImageSource = load_pixel_bank(keys, resolver, transform, progress=progress)
     else:
         images = LazyImages(resolver, transform)
-    return CourseData(settings, df, hist, tokenizer, builder, lexicon, token_vad, images, image_size, dropped)
+    return CourseData(
+        settings, df, hist, tokenizer, builder, lexicon, token_vad, images, image_size, dropped, image_style
+    )
+
+
+def builder_for(data: CourseData, config: SEVLMConfig) -> SequenceBuilder:
+    """The sequence builder a model of ``config`` reads: ``data.builder``, or one with the reference's prompt,
+    padding and truncation when ``config`` switches them on (``models.sevlm.builder_options``)."""
+    options = builder_options(config)
+    if options == builder_options(SEVLMConfig()):
+        return data.builder
+    return SequenceBuilder(data.tokenizer, max_len=data.builder.max_len, **options)
 
 
 def build_model(data: CourseData, config: SEVLMConfig, seed: int) -> SEVLM:
     """A fresh SEVLM for ``data``'s tokenizer, seeded, with the token VAD table installed."""
+    if config.image_transform != data.image_style:
+        raise ValueError(
+            f"the model expects images transformed as {config.image_transform!r} but the data was loaded with "
+            f"{data.image_style!r}: load_course_data(..., image_style={config.image_transform!r})"
+        )
     seed_everything(seed)
     cfg = config.with_tokenizer(data.tokenizer)
     if cfg.vision.image_size != data.image_size:
@@ -207,6 +240,8 @@ def image_source_for(model: SEVLM, data: CourseData, use_features: bool = True) 
         if isinstance(data.images, TensorBank):
             return feature_bank(model.vision, data.images)
 
+        if data.image_style != "clip":  # on-disk caches hold features of the course's image transform only
+            return data.images
         keys = list(zip(data.artworks["art_style"], data.artworks["painting"], strict=True))
         cache = find_feature_cache(data.settings, model.config, vision=model.vision, keys=keys)
         if cache is not None:
@@ -246,7 +281,11 @@ def train_model(
     source = image_source_for(model, data, use_features)
     logger.info(describe_image_source(source, data.settings))
     batches = PairBatches(
-        data.pair_items("train"), data.builder, source, batch_size=recipe.batch_size, seed=seed
+        data.pair_items("train"),
+        builder_for(data, model.config),
+        source,
+        batch_size=recipe.batch_size,
+        seed=seed,
     )
     train_cfg = recipe.train_config(seed=seed, device=settings.device)
     ckpt = settings.checkpoint_dir / name / f"seed-{seed}"
@@ -257,6 +296,9 @@ def train_model(
         (folder / "model_config.json").write_text(json.dumps(model.config.to_dict(), indent=1))
 
     t0 = time.perf_counter()
+    selecting = (
+        eval_fn is not None and recipe.monitor is not None
+    )  # then test scores use the selected weights
     history = train_or_load(
         model,
         train_cfg,
@@ -273,6 +315,7 @@ def train_model(
             "recipe": recipe.to_dict(),
         },
         quiet=settings.quiet,
+        weights="best" if selecting else "latest",
     )
     seconds = float(getattr(history, "train_seconds", None) or (time.perf_counter() - t0))
     model.eval()
@@ -300,13 +343,14 @@ def generate_for_split(
     keys = data.artwork_keys(split)
     source = image_source_for(model, data, use_features)
     logger.info(describe_image_source(source, data.settings))
+    builder = builder_for(data, model.config)
     device = next(model.decoder.parameters()).device
     rows: list[dict[str, Any]] = []
     for i in range(0, len(keys), batch_size):
         chunk = keys[i : i + batch_size]
         batch = {k: v.to(device) for k, v in source.batch(chunk).items()}
-        gen = generate(model, data.builder, batch, max_new_tokens=max_new_tokens, use_cache=use_cache)
-        probs = emotion_distribution(model, data.builder, batch).cpu().numpy()
+        gen = generate(model, builder, batch, max_new_tokens=max_new_tokens, use_cache=use_cache)
+        probs = emotion_distribution(model, builder, batch).cpu().numpy()
         for k, p, pr in zip(chunk, gen.parsed, probs, strict=True):
             rows.append(
                 {
@@ -565,9 +609,20 @@ RUN_INFO = "run.json"
 SEVLM_CHECKPOINT_FILES = (MODEL_FILE, MODEL_CONFIG)  # what a checkpoint needs to rebuild a SEVLM
 
 
+def resolve_sevlm_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint folder a SEVLM is rebuilt from: ``path`` itself if it is one; for a run folder its
+    ``best/`` (the checkpoint selected on validation) when there is an intact one, else its latest step."""
+    path = Path(path)
+    best = path / BEST_DIR
+    has_best = all((best / f).is_file() for f in SEVLM_CHECKPOINT_FILES)
+    if not (path / MODEL_FILE).is_file() and has_best and not checkpoint_problems(best):
+        return best
+    return resolve_checkpoint(path, needs=SEVLM_CHECKPOINT_FILES)
+
+
 def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """What is known about a checkpoint: its folder, ``state.json``, the recipe and ``run.json`` if any."""
-    folder = resolve_checkpoint(path, needs=SEVLM_CHECKPOINT_FILES)
+    folder = resolve_sevlm_checkpoint(path)
     state = read_json(folder / "state.json") if (folder / "state.json").is_file() else {}
     extra = state.get("fingerprint_payload", {}).get("extra", {})
     run_file = folder.parent / RUN_INFO
@@ -591,7 +646,7 @@ def load_from_checkpoint(
     builder uses the saved tokenizer and the recipe's ``max_len``.
     """
 
-    folder = resolve_checkpoint(checkpoint_path, needs=SEVLM_CHECKPOINT_FILES)
+    folder = resolve_sevlm_checkpoint(checkpoint_path)
     try:
         cfg = SEVLMConfig.from_dict(read_json(folder / MODEL_CONFIG))
     except (TypeError, ValueError) as err:
@@ -607,7 +662,7 @@ def load_from_checkpoint(
     model.to(device).eval()
     info = checkpoint_info(folder)
     max_len = int(info["recipe"].get("max_len", 30))
-    return model, SequenceBuilder(tokenizer, max_len=max_len)
+    return model, SequenceBuilder(tokenizer, max_len=max_len, **builder_options(cfg))
 
 
 def profile_of(checkpoint_path: str | os.PathLike[str]) -> str:

@@ -7,6 +7,7 @@ parameter names where it has them) and redo the arithmetic.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -534,3 +535,66 @@ def test_fusion_layer_trains_with_the_decoder_in_reference_mode(tok):
     assert any(p is ref.fusion.weight for p in groups["main"]["params"])
     assert not any(p is ref.fusion.weight for p in groups["vad"]["params"])
     assert {id(p) for p in groups["vad"]["params"]} == {id(p) for p in ref.vad_encoder.parameters()}
+
+
+def test_reference_run_configs_switch_on_the_whole_reference_mode():
+    from pathlib import Path
+
+    from sevlm_lib.cli.run_config import load_run_config
+    from sevlm_lib.recipes import run_name
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("tiny_sevlm_reference.yaml", "sevlm_full_reference.yaml"):
+        run = load_run_config(root / name)
+        cfg, recipe = run.model_config(), run.recipe(run.profile)
+        assert cfg.is_reference, name
+        assert run_name(cfg) == "full-reference"
+        train = recipe.train_config(seed=0, device="cpu")
+        assert (train.optimizer, train.adam_eps, train.max_grad_norm) == ("adamw_hf", 1e-6, 0.0)
+        assert (train.monitor, train.select_metrics, train.patience) == ("emo_acc", ("emo_acc", "bleu4"), 11)
+
+
+def test_a_reference_run_trains_and_decodes_through_the_pipeline(tmp_path):
+    """A few steps of the tiny reference run: the reference's builder (lead space, padded to max_len), image
+    transform and optimizer reach training; the selected best checkpoints are written and reload."""
+    import pytest
+
+    from sevlm_lib import pipeline
+    from sevlm_lib.data import mini
+    from sevlm_lib.models.sevlm import reference_config, tiny_config
+    from sevlm_lib.recipes import recipe_for
+    from sevlm_lib.settings import Settings
+
+    real = Settings.from_env()
+    settings = Settings.from_env(
+        data_dir=tmp_path / "data", cache_dir=real.cache_dir, runs_dir=tmp_path / "runs", quiet=True,
+        checkpoint_dir=tmp_path / "runs" / "checkpoints",
+    )  # fmt: skip
+    cfg = reference_config(tiny_config(vad_fusion=True, vad_head=True, contrastive=True))
+    real_ensure = mini.ensure_artemis_mini
+    with pytest.MonkeyPatch.context() as mp:
+        small = lambda s=None, **kw: real_ensure(s, n_artworks=120)  # noqa: E731
+        mp.setattr(pipeline, "ensure_artemis_mini", small)
+        clip_data = pipeline.load_course_data(settings, progress=False)
+        with pytest.raises(ValueError, match="image_style='reference'"):
+            pipeline.build_model(clip_data, cfg, seed=0)
+        data = pipeline.load_course_data(settings, progress=False, image_style="reference")
+    builder = pipeline.builder_for(data, cfg)
+    assert builder is not data.builder and builder.tokenizer.decode(builder.prompt_ids[1:2]).startswith(" the")
+    assert builder.collate([builder.encode("awe", "a tall dark cliff")])["input_ids"].shape[1] == builder.max_len
+    recipe = recipe_for("tiny", max_steps=4, eval_every=2, monitor="emo_acc", select_metrics=("bleu4",),
+                        optimizer="adamw_hf", adam_eps=1e-6, max_grad_norm=0.0)  # fmt: skip
+    calls = []
+
+    def eval_fn(model):
+        metrics, _ = pipeline.evaluate_model(model, data, "val", max_new_tokens=8)
+        calls.append(metrics["emo_acc"])
+        return {k: metrics[k] for k in ("emo_acc", "bleu4")}
+
+    trained = pipeline.train_model(data, cfg, recipe, seed=0, name="ref", eval_fn=eval_fn)
+    assert len(calls) == 2 and trained.history.best_step in (2, 4)
+    assert (trained.checkpoint_dir / "best").is_dir() and (trained.checkpoint_dir / "best-bleu4").is_dir()
+    model, loaded_builder = pipeline.load_from_checkpoint(trained.checkpoint_dir)
+    assert model.config.is_reference and loaded_builder.prompt_ids == builder.prompt_ids
+    state = json.loads((trained.checkpoint_dir / "best" / "state.json").read_text())
+    assert (state["config"]["optimizer"], state["config"]["adam_eps"]) == ("adamw_hf", 1e-6)

@@ -61,7 +61,12 @@ def evaluate_checkpoint(
     profile = profile or profile_of(checkpoint)
     settings = get_settings(profile=profile)
     model, builder = load_trained(info["path"], device=settings.resolved_device())
-    data = load_course_data(settings, max_len=builder.max_len, tokenizer=builder.tokenizer)  # the checkpoint's
+    data = load_course_data(  # with the checkpoint's tokenizer and image transform
+        settings,
+        max_len=builder.max_len,
+        tokenizer=builder.tokenizer,
+        image_style=model.config.image_transform,
+    )
     if info["data_fingerprint"] and info["data_fingerprint"] != data.fingerprint:
         print(
             "[sevlm] warning: the checkpoint was trained on other data (its data fingerprint differs)",
@@ -87,7 +92,9 @@ def _finite_or_none(value: Any) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)  # the library's INFO lines (where the image features come from)
+    handler = logging.StreamHandler(
+        sys.stderr
+    )  # the library's INFO lines (where the image features come from)
     handler.setFormatter(logging.Formatter("[sevlm] %(message)s"))
     library = logging.getLogger("sevlm_lib")
     old_level = library.level

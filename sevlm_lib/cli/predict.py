@@ -19,10 +19,10 @@ import torch
 from sevlm_lib.cli.run_config import positive_int
 from sevlm_lib.data.artemis import open_image
 from sevlm_lib.emotions import EMOTIONS
-from sevlm_lib.engine.checkpoint import resolve_checkpoint
 from sevlm_lib.generation import emotion_distribution, generate
 from sevlm_lib.models.vision import image_transform
 from sevlm_lib.pipeline import load_from_checkpoint as load_trained
+from sevlm_lib.pipeline import resolve_sevlm_checkpoint
 from sevlm_lib.settings import Settings, get_settings
 
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         type=Path,
         default=None,
-        help="a checkpoint folder or run folder (default: the newest run in the checkpoint dir)",
+        help="a checkpoint folder, or a run folder (its best/ checkpoint when it has one, else its latest; default: the newest run in the checkpoint dir)",
     )
     parser.add_argument(
         "--max-new-tokens", type=positive_int, default=25, help="at most this many generated tokens (>= 1)"
@@ -59,7 +59,7 @@ def predict_image(
     """``{"distribution": {emotion: p}, "emotion", "explanation", "text"}`` for one image file."""
 
     image = open_image(image_path)
-    pixels = image_transform(model.config.vision.image_size)(image)[None]
+    pixels = image_transform(model.config.vision.image_size, style=model.config.image_transform)(image)[None]
     device = next(model.parameters()).device
     batch = {"pixel_values": pixels.to(device)}
     with torch.no_grad():
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = get_settings()
-        checkpoint = resolve_checkpoint(args.checkpoint or newest_run(settings))
+        checkpoint = resolve_sevlm_checkpoint(args.checkpoint or newest_run(settings))
         model, builder = load_trained(checkpoint, device=settings.resolved_device())
         result = predict_image(model, builder, args.image, args.max_new_tokens)
     except (FileNotFoundError, ValueError, OSError, RuntimeError) as err:

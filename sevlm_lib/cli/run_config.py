@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from sevlm_lib.models.sevlm import SEVLMConfig
+from sevlm_lib.models.sevlm import REFERENCE_DEFAULTS, SEVLMConfig, reference_config
 from sevlm_lib.models.vad_encoder import VADEncoderConfig
 from sevlm_lib.recipes import Recipe, model_config_for, recipe_for
 from sevlm_lib.settings import PROFILES
@@ -69,7 +70,7 @@ def _vad_encoder_fields() -> dict[str, Any]:
 
 
 # Recipe fields that may be null (None) in a file.
-_NULLABLE = {"eval_every", "checkpoint_every", "max_steps", "epochs", "monitor", "patience"}
+_NULLABLE = {"eval_every", "checkpoint_every", "max_steps", "epochs", "monitor", "patience", "tiebreak"}
 # The type a nullable field takes when it is set (its default is None).
 _SET_TYPE = {
     "monitor": "emo_acc",
@@ -91,15 +92,20 @@ class RunConfig:
     model: dict[str, Any] = field(default_factory=dict)
     vad_encoder: dict[str, Any] = field(default_factory=dict)
     recipe_overrides: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)  # ``reference: true`` and single reference switches
     source: Path | None = None
 
     def model_config(self, profile: str | None = None) -> Any:
         """The profile's ``SEVLMConfig`` with this file's switches, loss weights and VAD-encoder fields."""
 
         cfg = model_config_for(profile or self.profile or "tiny", **self.model)
-        if self.vad_encoder:
+        if self.reference.get("reference"):
+            cfg = reference_config(cfg)
+        switches = {k: v for k, v in self.reference.items() if k != "reference"}
+        if self.vad_encoder or switches:
             d = cfg.to_dict()
             d["vad_encoder"].update(self.vad_encoder)
+            d.update(switches)
             cfg = SEVLMConfig.from_dict(d)
         return cfg
 
@@ -113,7 +119,11 @@ class RunConfig:
             "profile": self.profile,
             "name": self.name,
             "seed": self.seed,
-            "model": {**self.model, **({"vad_encoder": dict(self.vad_encoder)} if self.vad_encoder else {})},
+            "model": {
+                **self.model,
+                **self.reference,
+                **({"vad_encoder": dict(self.vad_encoder)} if self.vad_encoder else {}),
+            },
             "recipe": dict(self.recipe_overrides),
             "source": str(self.source) if self.source else None,
         }
@@ -162,14 +172,100 @@ def _type_ok(value: Any, default: Any, nullable: bool) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, str):
         return isinstance(value, str)
+    if isinstance(default, tuple):
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
     return False
 
 
 def _type_name(default: Any, nullable: bool) -> str:
-    name = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+    name = {bool: "true/false", int: "an integer", float: "a number", str: "a string", tuple: "a list of names"}.get(
         type(default), "a value"
     )
     return f"{name} or null" if nullable else name
+
+
+def _parse_model(model: Any, where: Callable[..., str], cfg: RunConfig) -> None:
+    """Check the ``model:`` mapping into ``cfg`` (switches, loss weights, VAD encoder, reference mode)."""
+    if not isinstance(model, dict):
+        raise ConfigError(
+            f"{where('model')}: model: expected a mapping of switches, got {type(model).__name__}"
+        )
+    allowed_model = (*MODEL_BOOLS, *MODEL_FLOATS, "vad_encoder", "reference", *REFERENCE_DEFAULTS)
+    for key, value in model.items():
+        if key == "reference" or key in REFERENCE_DEFAULTS:  # reference mode: all switches, or one by one
+            default = True if key == "reference" else REFERENCE_DEFAULTS[key]
+            if isinstance(default, float):
+                value = _as_number(value)
+            if not _type_ok(value, default, False):
+                raise ConfigError(
+                    f"{where('model', key)}: model.{key}: {value!r}, expected {_type_name(default, False)}"
+                )
+            cfg.reference[key] = value
+            continue
+        if key not in allowed_model:
+            raise ConfigError(
+                f"{where('model', str(key))}: unknown key {key!r} in model; expected one of "
+                f"{', '.join(allowed_model)}"
+            )
+        if key in MODEL_BOOLS and not isinstance(value, bool):
+            raise ConfigError(f"{where('model', key)}: model.{key}: {value!r}, expected true or false")
+        if key in MODEL_FLOATS:
+            value = _as_number(value)
+        if key in MODEL_FLOATS and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+        ):
+            raise ConfigError(f"{where('model', key)}: model.{key}: {value!r}, expected a number >= 0")
+        if key == "vad_encoder":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where('model', key)}: model.vad_encoder: expected a mapping")
+            known = _vad_encoder_fields()
+            for sub, v in value.items():
+                if sub not in known:
+                    raise ConfigError(
+                        f"{where('model', key, str(sub))}: unknown key {sub!r} in model.vad_encoder; "
+                        f"expected one of {', '.join(known)}"
+                    )
+                if not _type_ok(v, known[sub], False):
+                    raise ConfigError(
+                        f"{where('model', key, sub)}: model.vad_encoder.{sub}: {v!r}, expected "
+                        f"{_type_name(known[sub], False)}"
+                    )
+            cfg.vad_encoder = dict(value)
+        elif key != "vad_encoder":
+            cfg.model[key] = float(value) if key in MODEL_FLOATS else value
+
+
+def _parse_recipe(recipe: Any, where: Callable[..., str], cfg: RunConfig) -> None:
+    """Check the ``recipe:`` mapping into ``cfg.recipe_overrides`` (``Recipe`` fields, typed)."""
+    if not isinstance(recipe, dict):
+        raise ConfigError(
+            f"{where('recipe')}: recipe: expected a mapping of Recipe fields, got {type(recipe).__name__}"
+        )
+    known = _recipe_fields()
+    for key, value in recipe.items():
+        if key not in known:
+            raise ConfigError(
+                f"{where('recipe', str(key))}: unknown key {key!r} in recipe; expected one of "
+                f"{', '.join(known)}"
+            )
+        nullable = key in _NULLABLE
+        default = _SET_TYPE.get(key, 1) if known[key] is None else known[key]
+        if isinstance(default, float):
+            value = _as_number(value)
+        if not _type_ok(value, default, nullable):
+            raise ConfigError(
+                f"{where('recipe', key)}: recipe.{key}: {value!r}, expected {_type_name(default, nullable)}"
+            )
+        if key == "mixed_precision" and value not in MIXED_PRECISION:
+            raise ConfigError(
+                f"{where('recipe', key)}: recipe.mixed_precision: {value!r}, expected one of "
+                f"{', '.join(MIXED_PRECISION)}"
+            )
+        if isinstance(default, tuple):
+            value = tuple(value)
+        cfg.recipe_overrides[key] = (
+            float(value) if isinstance(default, float) and value is not None else value
+        )
 
 
 def parse_run_config(values: Any, source: str | os.PathLike[str] = "<config>", text: str = "") -> RunConfig:
@@ -211,73 +307,8 @@ def parse_run_config(values: Any, source: str | os.PathLike[str] = "<config>", t
             raise ConfigError(f"{where('seed')}: seed: {values['seed']!r}, expected an integer")
         cfg.seed = values["seed"]
 
-    model = values.get("model") or {}
-    if not isinstance(model, dict):
-        raise ConfigError(
-            f"{where('model')}: model: expected a mapping of switches, got {type(model).__name__}"
-        )
-    allowed_model = (*MODEL_BOOLS, *MODEL_FLOATS, "vad_encoder")
-    for key, value in model.items():
-        if key not in allowed_model:
-            raise ConfigError(
-                f"{where('model', str(key))}: unknown key {key!r} in model; expected one of "
-                f"{', '.join(allowed_model)}"
-            )
-        if key in MODEL_BOOLS and not isinstance(value, bool):
-            raise ConfigError(f"{where('model', key)}: model.{key}: {value!r}, expected true or false")
-        if key in MODEL_FLOATS:
-            value = _as_number(value)
-        if key in MODEL_FLOATS and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
-        ):
-            raise ConfigError(f"{where('model', key)}: model.{key}: {value!r}, expected a number >= 0")
-        if key == "vad_encoder":
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where('model', key)}: model.vad_encoder: expected a mapping")
-            known = _vad_encoder_fields()
-            for sub, v in value.items():
-                if sub not in known:
-                    raise ConfigError(
-                        f"{where('model', key, str(sub))}: unknown key {sub!r} in model.vad_encoder; "
-                        f"expected one of {', '.join(known)}"
-                    )
-                if not _type_ok(v, known[sub], False):
-                    raise ConfigError(
-                        f"{where('model', key, sub)}: model.vad_encoder.{sub}: {v!r}, expected "
-                        f"{_type_name(known[sub], False)}"
-                    )
-            cfg.vad_encoder = dict(value)
-        elif key != "vad_encoder":
-            cfg.model[key] = float(value) if key in MODEL_FLOATS else value
-
-    recipe = values.get("recipe") or {}
-    if not isinstance(recipe, dict):
-        raise ConfigError(
-            f"{where('recipe')}: recipe: expected a mapping of Recipe fields, got {type(recipe).__name__}"
-        )
-    known = _recipe_fields()
-    for key, value in recipe.items():
-        if key not in known:
-            raise ConfigError(
-                f"{where('recipe', str(key))}: unknown key {key!r} in recipe; expected one of "
-                f"{', '.join(known)}"
-            )
-        nullable = key in _NULLABLE
-        default = _SET_TYPE.get(key, 1) if known[key] is None else known[key]
-        if isinstance(default, float):
-            value = _as_number(value)
-        if not _type_ok(value, default, nullable):
-            raise ConfigError(
-                f"{where('recipe', key)}: recipe.{key}: {value!r}, expected {_type_name(default, nullable)}"
-            )
-        if key == "mixed_precision" and value not in MIXED_PRECISION:
-            raise ConfigError(
-                f"{where('recipe', key)}: recipe.mixed_precision: {value!r}, expected one of "
-                f"{', '.join(MIXED_PRECISION)}"
-            )
-        cfg.recipe_overrides[key] = (
-            float(value) if isinstance(default, float) and value is not None else value
-        )
+    _parse_model(values.get("model") or {}, where, cfg)
+    _parse_recipe(values.get("recipe") or {}, where, cfg)
     try:  # every value checked now, before any data or model loads
         cfg.recipe(cfg.profile or "tiny").train_config(seed=0, device="cpu")
         cfg.model_config(cfg.profile or "tiny")

@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--eval",
         action="store_true",
-        help="evaluate on the validation split every recipe.eval_every steps (logged to eval.csv)",
+        help="evaluate on the validation split every recipe.eval_every steps (logged to eval.csv); always on "
+        "when the recipe selects its checkpoint on validation (recipe.monitor, the full profile's default)",
     )
     return parser
 
@@ -92,7 +93,7 @@ def _say(message: str) -> None:
 
 
 def _setup_logging(run_dir: Path) -> list[logging.Handler]:
-    """INFO lines of sevlm_lib (e.g. the trainer's "resuming from ...") to stderr and ``train.log``, for the
+    """INFO lines of sevlm_lib (e.g. the trainer's "resuming from ...") to stdout and ``train.log``, for the
     duration of one command (the handlers are removed afterwards)."""
     if _rank() != 0:
         return []
@@ -101,11 +102,11 @@ def _setup_logging(run_dir: Path) -> list[logging.Handler]:
     run_dir.mkdir(parents=True, exist_ok=True)
     to_file = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
     to_file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    to_stderr = logging.StreamHandler(sys.stderr)
-    to_stderr.setFormatter(logging.Formatter("[sevlm] %(message)s"))
-    for handler in (to_file, to_stderr):
+    to_stdout = logging.StreamHandler(sys.stdout)  # progress, as the command's own [sevlm] lines
+    to_stdout.setFormatter(logging.Formatter("[sevlm] %(message)s"))
+    for handler in (to_file, to_stdout):
         lib.addHandler(handler)
-    return [to_file, to_stderr]
+    return [to_file, to_stdout]
 
 
 def _normalise(value: Any) -> Any:
@@ -264,9 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         if state is not None:
             with state.main_process_first():  # the first process generates/caches data and tokenizer
-                data = load_course_data(settings, max_len=recipe.max_len)
+                data = load_course_data(settings, max_len=recipe.max_len, image_style=model_cfg.image_transform)
         else:
-            data = load_course_data(settings, max_len=recipe.max_len)
+            data = load_course_data(settings, max_len=recipe.max_len, image_style=model_cfg.image_transform)
         _say(
             f"data: {len(data.annotations):,} annotations, {len(data.artworks):,} artworks "
             f"({time.perf_counter() - t0:.1f} s)"
@@ -293,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write_run_info(args, argv, run_cfg, recipe, model_cfg, profile, name, seed, (ckpt, run_dir))
 
         eval_fn = None
-        if args.eval:
+        if args.eval or recipe.monitor is not None:  # the recipe selects its checkpoint on validation
 
             def eval_fn(model: Any) -> dict[str, float]:
                 metrics, _ = evaluate_model(model, data, "val", max_new_tokens=recipe.max_new_tokens)

@@ -18,7 +18,7 @@ import os
 import random
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +56,13 @@ CHECKSUMS_KEY = "checksums"  # in state.json: {relative path: sha256} of every o
 
 @dataclass
 class RunState:
-    """Where a run is: the step, the best evaluation so far, early stopping and saving bookkeeping."""
+    """Where a run is: the step, the best evaluations so far, early stopping and saving bookkeeping."""
 
     step: int = 0
     best_metric: float | None = None
     best_step: int | None = None
+    best_tiebreak: float | None = None
+    best_by: dict[str, float] = field(default_factory=dict)  # the best value of each ``select_metrics`` entry
     bad_evals: int = 0
     last_eval_step: int = 0
     last_saved_step: int = 0
@@ -75,6 +77,8 @@ class RunState:
             step=int(saved["step"]),
             best_metric=saved.get("best_metric"),
             best_step=saved.get("best_step"),
+            best_tiebreak=saved.get("best_tiebreak"),
+            best_by=dict(saved.get("best_by") or {}),
             bad_evals=int(saved.get("bad_evals", 0)),
             last_eval_step=int(saved.get("last_eval_step", 0)),
             last_saved_step=int(saved["step"]),
@@ -86,27 +90,46 @@ class RunState:
     def record(self, finished: bool) -> dict[str, Any]:
         """The fields of ``state.json`` that come from this state."""
         return {
-            "step": self.step,
-            "best_metric": self.best_metric,
-            "best_step": self.best_step,
-            "bad_evals": self.bad_evals,
-            "last_eval_step": self.last_eval_step,
-            "finished": finished,
-            "stopped_early": self.stopped_early,
+            "step": self.step, "best_metric": self.best_metric, "best_step": self.best_step,
+            "best_tiebreak": self.best_tiebreak, "best_by": dict(self.best_by), "bad_evals": self.bad_evals,
+            "last_eval_step": self.last_eval_step, "finished": finished, "stopped_early": self.stopped_early,
             "train_seconds": self.train_seconds,
-        }
+        }  # fmt: skip
 
-    def update_best(self, value: float, *, mode: str, patience: int | None) -> bool:
-        """Count an evaluation of the monitored metric: True if it is the best so far (then ``best/`` should
-        be written); else one more evaluation without improvement, and ``stopped_early`` after ``patience``."""
-        best = self.best_metric
-        if math.isfinite(value) and (best is None or (value > best if mode == "max" else value < best)):
-            self.best_metric, self.best_step, self.bad_evals = value, self.step, 0
-            return True
+    def update_best(
+        self,
+        row: Mapping[str, float],
+        *,
+        monitor: str,
+        mode: str = "max",
+        patience: int | None = None,
+        tiebreak: str | None = None,
+        select_metrics: tuple[str, ...] = (),
+    ) -> list[str]:
+        """Count one evaluation ``row``; return the ``best*`` folders to write now: ``best`` when ``monitor``
+        improved (or tied and ``tiebreak`` improved), ``best-{m}`` for each of ``select_metrics`` that improved.
+        An evaluation with no gain adds one to ``bad_evals``; ``stopped_early`` after ``patience`` of them."""
+
+        def better(new: float, old: float | None) -> bool:
+            return math.isfinite(new) and (old is None or (new > old if mode == "max" else new < old))
+
+        value, folders = row[monitor], []
+        tie = row.get(tiebreak) if tiebreak else None
+        tied = self.best_metric is not None and value == self.best_metric and tie is not None
+        if better(value, self.best_metric) or (tied and better(tie, self.best_tiebreak)):  # type: ignore[arg-type]
+            self.best_metric, self.best_step, self.best_tiebreak = value, self.step, tie
+            folders.append(BEST_DIR)
+        for metric in select_metrics:
+            if better(row[metric], self.best_by.get(metric)):
+                self.best_by[metric] = row[metric]
+                folders.append(f"{BEST_DIR}-{metric}")
+        if folders:
+            self.bad_evals = 0
+            return folders
         self.bad_evals += 1
         if patience is not None and self.bad_evals >= patience:
             self.stopped_early = True
-        return False
+        return folders
 
 
 def torch_load(path: Path) -> Any:
@@ -199,13 +222,14 @@ def latest_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def best_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> Path | None:
-    """``{checkpoint_dir}/best`` (the best evaluation so far), or ``None`` if no evaluation was monitored."""
+def best_checkpoint(checkpoint_dir: str | os.PathLike[str], name: str = BEST_DIR) -> Path | None:
+    """``{checkpoint_dir}/best`` (the best evaluation so far; ``name="best-bleu4"`` for a selection metric), or
+    ``None`` if no evaluation was monitored."""
     checkpoint_dir = Path(checkpoint_dir)
-    best = checkpoint_dir / BEST_DIR
+    best = checkpoint_dir / name
     if (best / STATE_FILE).is_file():
         return best
-    old = checkpoint_dir / BEST_OLD  # a crash between the two renames of a best-swap leaves the old one here
+    old = checkpoint_dir / f".{name}-old"  # a crash between the two renames of a best-swap leaves the old one
     if (old / STATE_FILE).is_file():
         return old
     return None
@@ -377,8 +401,8 @@ def remove_temp_entries(ckpt: Path) -> None:
                 shutil.rmtree(child, ignore_errors=True)
             else:
                 child.unlink(missing_ok=True)
-    old, best = ckpt / BEST_OLD, ckpt / BEST_DIR
-    if old.exists():
+    for old in ckpt.glob(f".{BEST_DIR}*-old"):  # .best-old, .best-bleu4-old, ...
+        best = ckpt / old.name[1 : -len("-old")]
         if best.exists():
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -393,8 +417,8 @@ def clear_checkpoints(ckpt: Path) -> None:
     for child in ckpt.iterdir():
         if (
             step_of(child) is not None
-            or child.name in (BEST_DIR, BEST_OLD)
-            or child.name.startswith(TMP_PREFIX)
+            or child.name == BEST_DIR
+            or child.name.startswith((f"{BEST_DIR}-", f".{BEST_DIR}", TMP_PREFIX))
         ):
             if child.is_dir():
                 shutil.rmtree(child, ignore_errors=True)
@@ -457,10 +481,12 @@ def save_best(
     model: torch.nn.Module,
     state: Mapping[str, Any],
     save_extra: Callable[[Path], None] | None = None,
+    name: str = BEST_DIR,
 ) -> Path:
-    """Write ``best/`` (weights, ``state`` with the metrics, extras) by building it aside and swapping it in."""
-    tmp = ckpt / f"{TMP_PREFIX}{BEST_DIR}"
-    best, old = ckpt / BEST_DIR, ckpt / BEST_OLD
+    """Write ``best/`` (or ``best-{metric}/``: weights, ``state`` with the metrics, extras) by building it
+    aside and swapping it in."""
+    tmp = ckpt / f"{TMP_PREFIX}{name}"
+    best, old = ckpt / name, ckpt / f".{name}-old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -536,9 +562,9 @@ class CheckpointWriter:
             )
         acc.wait_for_everyone()
 
-    def best(self, model: torch.nn.Module, state: Mapping[str, Any]) -> None:
-        """Write ``best/`` (the main process only)."""
+    def best(self, model: torch.nn.Module, state: Mapping[str, Any], name: str = BEST_DIR) -> None:
+        """Write ``best/`` or ``best-{metric}/`` (the main process only)."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            save_best(self.ckpt, model=model, state=state, save_extra=self.save_extra)
+            save_best(self.ckpt, model=model, state=state, save_extra=self.save_extra, name=name)
         self.accelerator.wait_for_everyone()

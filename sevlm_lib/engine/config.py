@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from sevlm_lib.engine.optim import OPTIMIZERS
+
 OPERATIONAL_FIELDS = frozenset({"log_every", "checkpoint_every", "keep_last", "device"})
 
 
@@ -52,6 +54,10 @@ class TrainConfig:
     log_every: int = 1
     mixed_precision: str = "auto"
     device: str = "auto"
+    optimizer: str = "adamw"  # "adamw" (torch) or "adamw_hf" (transformers' old AdamW, the reference's)
+    adam_eps: float = 1e-8  # torch's default; the reference's transformers AdamW used 1e-6
+    tiebreak: str | None = None  # a second metric that decides between evaluations equal in ``monitor``
+    select_metrics: tuple[str, ...] = ()  # also keep ``best-{metric}/`` for each; a gain in any resets patience
 
     def __post_init__(self) -> None:
         def positive(name: str, value: object, allow_none: bool = False) -> None:
@@ -79,6 +85,13 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"TrainConfig.{name}={value!r}: expected a finite number >= 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"TrainConfig.optimizer={self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if isinstance(self.adam_eps, bool) or not isinstance(self.adam_eps, (int, float)) or not self.adam_eps > 0:
+            raise ValueError(f"TrainConfig.adam_eps={self.adam_eps!r}: expected a number > 0")
+        self.select_metrics = tuple(self.select_metrics)
+        if (self.tiebreak or self.select_metrics) and self.monitor is None:
+            raise ValueError("TrainConfig.tiebreak and select_metrics need TrainConfig.monitor")
         if self.mode not in ("max", "min"):
             raise ValueError(f"TrainConfig.mode={self.mode!r}: expected 'max' or 'min'")
         if self.patience is not None and self.monitor is None:

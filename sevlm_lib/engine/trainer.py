@@ -37,6 +37,7 @@ from sevlm_lib.engine.config import (
 )
 from sevlm_lib.engine.history import History, RunLogs, step_row
 from sevlm_lib.engine.lock import RunLock
+from sevlm_lib.engine.optim import make_optimizer
 from sevlm_lib.io import read_json
 from sevlm_lib.settings import get_settings, seed_everything
 
@@ -140,7 +141,7 @@ class Trainer:
         self.model = model  # the caller's module; ``_model`` is what accelerate wrapped (DDP, autocast)
         groups = build_param_groups(model, param_groups, config)
         self.group_names = [g["name"] for g in groups]
-        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = make_optimizer(groups, config.optimizer, config.lr, config.weight_decay, config.adam_eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, linear_schedule(config.warmup_steps, self.total_steps)
         )
@@ -367,20 +368,20 @@ class Trainer:
             raise KeyError(
                 f"eval_fn returned {sorted(metrics)}, without the monitored metric {cfg.monitor!r}"
             )
-        if state.update_best(row[cfg.monitor], mode=cfg.mode, patience=cfg.patience):
-            history.best_metric, history.best_step = state.best_metric, state.best_step
-            if self._writer is not None:
-                self._writer.best(
-                    self._unwrapped(), {**self._state_dict(state, finished=False), "metrics": dict(row)}
-                )
-        elif state.stopped_early:
+        missing = [m for m in (cfg.tiebreak, *cfg.select_metrics) if m and m not in row]
+        if missing:
+            raise KeyError(f"eval_fn returned {sorted(metrics)}, without the selection metric(s) {missing}")
+        folders = state.update_best(
+            row, monitor=cfg.monitor, mode=cfg.mode, patience=cfg.patience, tiebreak=cfg.tiebreak,
+            select_metrics=cfg.select_metrics,
+        )  # fmt: skip
+        history.best_metric, history.best_step = state.best_metric, state.best_step
+        for name in folders if self._writer is not None else ():
+            values = {**self._state_dict(state, finished=False), "metrics": dict(row)}
+            self._writer.best(self._unwrapped(), values, name=name)  # type: ignore[union-attr]
+        if state.stopped_early:
             history.stopped_early = True
-            logger.info(
-                "early stop at step %d: %d evaluations without a better %s",
-                step,
-                state.bad_evals,
-                cfg.monitor,
-            )
+            logger.info("early stop at step %d: %d evaluations without a gain", step, state.bad_evals)
 
     # ------------------------------------------------------------------ saving
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from sevlm_lib.models.checks import check_divides, check_probability, check_sizes
+
 
 @dataclass
 class DecoderConfig:
@@ -18,6 +20,11 @@ class DecoderConfig:
     n_head: int = 2
     n_positions: int = 64
     dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_sizes(self, ("n_embd", "n_layer", "n_head", "n_positions"))
+        check_divides(self, "n_head", "n_embd")
+        check_probability(self, "dropout")
 
     def gpt2_config(self, vocab_size: int) -> GPT2Config:
         """The transformers config for a randomly initialised decoder of these sizes."""

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sevlm_lib.models.checks import check_divides, check_probability, check_sizes
+
 STYLES = ("causal", "noncausal", "reference")
 
 
@@ -55,6 +57,9 @@ class VADEncoderConfig:
     style: str = "causal"
 
     def __post_init__(self) -> None:
+        check_sizes(self, ("d_model", "n_layers", "n_heads", "ffn", "max_len"))
+        check_divides(self, "n_heads", "d_model")
+        check_probability(self, "dropout")
         if self.style not in STYLES:
             raise ValueError(f"VADEncoderConfig.style={self.style!r}: expected one of {', '.join(STYLES)}")
         if self.style == "causal" and not self.causal:

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
+from sevlm_lib.models.checks import check_divides, check_sizes
+
 # CLIP's own normalisation statistics. (The SEVLM reference code normalises with ImageNet's
 # mean (0.485, 0.456, 0.406) / std (0.229, 0.224, 0.225) instead: a small mismatch with how CLIP was trained.)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -33,6 +35,11 @@ class VisionConfig:
     num_heads: int = 2
     intermediate_size: int = 128
     frozen: bool = True
+
+    def __post_init__(self) -> None:
+        check_sizes(self, ("image_size", "patch_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"))
+        check_divides(self, "num_heads", "hidden_size")
+        check_divides(self, "patch_size", "image_size")
 
     def clip_config(self) -> CLIPVisionConfig:
         """The transformers config for a randomly initialised tower of these sizes."""
