@@ -40,7 +40,7 @@ test: setup
 	rm -rf $(TEST_RUNS)
 	$(OFFLINE) SEVLM_QUIET=1 SEVLM_RUNS_DIR=$(TEST_RUNS) \
 	  $(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
-	  --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout=1200 -p no:randomly
+	  --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout=7200 -p no:randomly
 
 student: setup
 	$(BIN)/python -m sevlm_lib.student copies

@@ -34,7 +34,6 @@ from sevlm_lib.emotions import EMOTION_TO_IDX, EMOTIONS, NEGATIVE_EMOTIONS, POSI
 
 if TYPE_CHECKING:
     import pandas as pd
-    from PIL import Image
 
     from sevlm_lib.vad import Lexicon
 

@@ -475,6 +475,15 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         raise FeatureCacheError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
     if values.get("format") != FORMAT:
         raise FeatureCacheError(f"{path}: format {values.get('format')!r}, expected {FORMAT!r}")
+    for i, shard in enumerate(values.get("shards", [])):
+        missing = [k for k in ("index", "file", "start", "rows", "sha256", "row_crc32") if k not in shard]
+        if missing:
+            raise FeatureCacheError(f"{path}: shards[{i}] has no {', '.join(missing)}; rebuild the cache")
+        if len(shard["row_crc32"]) != shard["rows"]:
+            raise FeatureCacheError(
+                f"{path}: shards[{i}] ({shard['file']}) lists {len(shard['row_crc32'])} row checksums for "
+                f"{shard['rows']} rows; the manifest is damaged: rebuild the cache"
+            )
     return values
 
 

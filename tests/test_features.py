@@ -175,7 +175,7 @@ def test_training_picks_a_matching_disk_cache_and_falls_back_otherwise(
 
     settings = Settings(cache_dir=tmp_path / "cache")
     artworks = pd.DataFrame(pixels.keys, columns=["art_style", "painting"])
-    data = SimpleNamespace(images=Lazy(), settings=settings, artworks=artworks)
+    data = SimpleNamespace(images=Lazy(), settings=settings, artworks=artworks, image_style="clip")
     model = micro_model(tok, seed=0)
     assert image_source_for(model, data) is data.images  # no cache: the live encoder
     out = default_cache_dir(settings, model.config.vision, weights=weights_sha256(model.vision))

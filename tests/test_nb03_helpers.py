@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import torch
@@ -63,6 +64,8 @@ class _Data:
 
     builder: SequenceBuilder
     images: TensorBank
+    settings: Any = None
+    image_style: str = "clip"
 
     def artwork_keys(self, split: str) -> list[tuple[str, str]]:
         return list(self.images.keys)

@@ -242,3 +242,28 @@ def test_an_uncreatable_runs_folder_is_named(tmp_path: Path, monkeypatch: pytest
     assert train_cli.main(["--profile", "tiny", "--max-steps", "1"]) == 1
     err = capsys.readouterr().err
     assert str(blocker / "runs") in err and "cannot create the run folder" in err
+
+
+def test_a_short_crc_list_in_a_cache_manifest_is_named(tmp_path: Path) -> None:
+    from sevlm_lib.features import MANIFEST, FeatureCacheError, _read_manifest, build_feature_cache
+    from sevlm_lib.models.vision import VisionConfig, build_vision_encoder
+
+    torch.manual_seed(0)
+    vision = build_vision_encoder(VisionConfig(image_size=32, patch_size=16, hidden_size=8, num_heads=2))
+    keys = [("style", f"p{i}") for i in range(3)]
+    build_feature_cache(vision, keys, lambda key: torch.zeros(3, 32, 32), tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    manifest["shards"][0]["row_crc32"] = manifest["shards"][0]["row_crc32"][:1]
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(FeatureCacheError, match=r"shards\[0\] .* lists 1 row checksums for 3 rows"):
+        _read_manifest(tmp_path / MANIFEST)
+
+
+def test_nonsense_model_settings_in_a_run_config_name_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("profile: tiny\nmodel:\n  vad_fusion: true\n  vad_encoder: {n_layers: -1, n_heads: 0, ffn: 0}\n")
+    with pytest.raises(ConfigError, match=rf"{path}: VADEncoderConfig.n_layers=-1: expected a whole number >= 1"):
+        load_run_config(path)
+    path.write_text("profile: tiny\nmodel:\n  vad_encoder: {d_model: 4, n_heads: 3}\n")
+    with pytest.raises(ConfigError, match="n_heads=3 must divide d_model=4"):
+        load_run_config(path)

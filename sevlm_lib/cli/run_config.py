@@ -131,8 +131,6 @@ class RunConfig:
 
 def _line_index(text: str) -> dict[tuple[str, ...], int]:
     """1-based line of every mapping key, by its path of keys (best effort: used in error messages)."""
-    import yaml
-
     out: dict[tuple[str, ...], int] = {}
 
     def walk(node: Any, path: tuple[str, ...]) -> None:

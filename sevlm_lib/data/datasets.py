@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from sevlm_lib.data.artemis import ArtworkAnnotations, ImageResolver, open_image, sample_pair
 from sevlm_lib.text import EncodedSequence, SequenceBuilder
@@ -77,8 +79,6 @@ def load_pixel_bank(
     keys: Sequence[ArtworkKey], resolver: ImageResolver, transform: Callable, progress: bool = False
 ) -> TensorBank:
     """Load every image of ``keys`` once (tiny profile). Missing images fail together, with one clear message."""
-    import pandas as pd
-    from tqdm.auto import tqdm
 
     keys = list(dict.fromkeys(keys))
     resolver.check(pd.DataFrame(keys, columns=["art_style", "painting"]))

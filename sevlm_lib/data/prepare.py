@@ -11,6 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from sevlm_lib.data.mini import ensure_artemis_mini, mini_image_root
+from sevlm_lib.settings import get_settings
+from sevlm_lib.vad import load_lexicon, warriner_csv_path
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -37,9 +41,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n_artworks < 1:
         print(f"--n-artworks must be at least 1, got {args.n_artworks}", file=sys.stderr)
         return 2
-    from sevlm_lib.data.mini import ensure_artemis_mini, mini_image_root
-    from sevlm_lib.settings import get_settings
-    from sevlm_lib.vad import load_lexicon, warriner_csv_path
 
     settings = get_settings()
     try:

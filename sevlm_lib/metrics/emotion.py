@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from sevlm_lib.data.artemis import dominant_emotion
 from sevlm_lib.emotions import EMOTION_TO_IDX, EMOTIONS
 
 UNKNOWN = "unknown"  # the label of a prediction that is none of the nine emotions
@@ -133,7 +134,6 @@ def emo_a(
     Artworks with no dominant emotion under ``rule`` are excluded. Returns ``accuracy`` (``nan`` if none
     is left), ``n`` (artworks scored), ``n_no_dominant``, ``n_total`` and ``rule``.
     """
-    from sevlm_lib.data.artemis import dominant_emotion
 
     rows = _histogram_rows(hist_df_or_counts)
     missing = [k for k in pred_by_artwork if k not in rows]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from sevlm_lib.models.checks import check_divides, check_probability, check_sizes
+from sevlm_lib.models.hub import load_from_hub
 
 
 @dataclass
@@ -51,7 +52,6 @@ def build_decoder(cfg: DecoderConfig, vocab_size: int) -> GPT2LMHeadModel:
     """
     if cfg.hub_id is None:
         return GPT2LMHeadModel(cfg.gpt2_config(vocab_size))
-    from sevlm_lib.models.hub import load_from_hub
 
     model = load_from_hub(GPT2LMHeadModel, cfg.hub_id, cfg.revision, add_cross_attention=True)
     # New rows (the course's special tokens) get the model's normal initialisation, as in the reference's

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sevlm_lib.emotions import EMOTION_TO_IDX, EMOTIONS
@@ -230,7 +231,6 @@ class EmotionClassifier:
     # -- files ---------------------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
         """Write ``model.safetensors`` and ``config.json`` (config + vocabulary) into ``folder``."""
-        from safetensors.torch import save_file
 
         net = self._require_fitted()
         folder = Path(folder)
@@ -252,7 +252,6 @@ class EmotionClassifier:
     @classmethod
     def load(cls, folder: str | Path) -> EmotionClassifier:
         """Read a classifier written by :meth:`save`."""
-        from safetensors.torch import load_file
 
         folder = Path(folder)
         meta_path, weights_path = folder / "config.json", folder / "model.safetensors"

@@ -45,6 +45,7 @@ from sevlm_lib.models.vision import (
     VisionEncoder,
     build_vision_encoder,
 )
+from sevlm_lib.text import EMOTION_SEGMENT, EXPLANATION_SEGMENT, PAD
 
 SWITCHES = ("vad_fusion", "vad_head", "contrastive")
 
@@ -194,7 +195,6 @@ class SEVLMConfig:
 
     def with_tokenizer(self, tokenizer: Any) -> SEVLMConfig:
         """A copy whose vocabulary and special ids match ``tokenizer`` (a course tokenizer)."""
-        from sevlm_lib.text import EMOTION_SEGMENT, EXPLANATION_SEGMENT, PAD
 
         ids = tokenizer.convert_tokens_to_ids
         d = self.to_dict()

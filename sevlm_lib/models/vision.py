@@ -9,6 +9,7 @@ from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from sevlm_lib.models.checks import check_divides, check_sizes
+from sevlm_lib.models.hub import load_from_hub
 
 # CLIP's own normalisation statistics. (The SEVLM reference code normalises with ImageNet's
 # mean (0.485, 0.456, 0.406) / std (0.229, 0.224, 0.225) instead: a small mismatch with how CLIP was trained.)
@@ -94,7 +95,6 @@ def build_vision_encoder(cfg: VisionConfig) -> VisionEncoder:
     if cfg.hub_id is None:
         tower = CLIPVisionModel(cfg.clip_config())
     else:
-        from sevlm_lib.models.hub import load_from_hub
 
         tower = load_from_hub(CLIPVisionModel, cfg.hub_id, cfg.revision)
     return VisionEncoder(tower, frozen=cfg.frozen)
