@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sevlm_lib.models.common import Captioner
 from sevlm_lib.models.decoder import DecoderConfig, build_decoder
 from sevlm_lib.models.heads import (
     ContrastiveScorer,
@@ -309,7 +310,7 @@ class DecodeState:
     past_len: int = 0
 
 
-class SEVLM(nn.Module):
+class SEVLM(Captioner):
     """The model. ``forward(batch) -> SEVLMOutput``; see docs/architecture.md for the batch keys."""
 
     def __init__(self, config: SEVLMConfig, vision: VisionEncoder | None = None, decoder: nn.Module | None = None):
@@ -343,15 +344,6 @@ class SEVLM(nn.Module):
             raise ValueError(f"token VAD table of shape {tuple(table.shape)} does not match vocab {self.config.vocab_size}")
         self.token_vad.copy_(table)
         self.token_vad_known.copy_(known.bool())
-
-    def image_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Vision features ``[B, P, Dv]``: from the feature cache when the batch has them, else the live tower."""
-        key = "image_features" if "image_features" in batch else "pixel_values"
-        if key not in batch:
-            raise KeyError("the batch has neither 'pixel_values' nor 'image_features'")
-        if len(batch[key]) == 0:
-            raise ValueError(f"empty batch: '{key}' has no rows")
-        return batch[key] if key == "image_features" else self.vision(batch[key])
 
     def encode_images(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The memory the decoder cross-attends to: ``[B, P, d]``."""
@@ -529,14 +521,3 @@ class SEVLM(nn.Module):
             vad = [p for p in self.parameters() if id(p) in vad_ids]
             groups.append({"name": "vad", "params": vad, "lr": vad_lr})
         return groups
-
-    def count_parameters(self) -> dict[str, int]:
-        """Trainable and frozen parameter counts (tied weights counted once)."""
-        seen: set[int] = set()
-        out = {"trainable": 0, "frozen": 0}
-        for p in self.parameters():
-            if id(p) in seen:
-                continue
-            seen.add(id(p))
-            out["trainable" if p.requires_grad else "frozen"] += p.numel()
-        return out
