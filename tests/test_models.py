@@ -189,3 +189,24 @@ def test_config_roundtrip(tok):
         cfg.with_switches(vad_fuson=True)
     with pytest.raises(ValueError, match="no vocabulary"):
         SEVLM(type(cfg)())
+
+
+def test_a_subclass_may_override_embed_with_the_original_signature() -> None:
+    """Notebook 03 subclasses SEVLM and overrides ``embed(input_ids, segment_ids, explanation_segment,
+    attention_mask=None, state=None)``; the forward pass must still call it (``vad`` only when given)."""
+    from sevlm_lib.models.sevlm import SEVLM
+    from sevlm_lib.text import SequenceBuilder
+    from tests.model_fixtures import micro_config, pair_batch, tokenizer
+
+    calls = []
+
+    class Overriding(SEVLM):
+        def embed(self, input_ids, segment_ids, explanation_segment, attention_mask=None, state=None):
+            calls.append(tuple(input_ids.shape))
+            return super().embed(input_ids, segment_ids, explanation_segment, attention_mask, state)
+
+    tok = tokenizer()
+    model = Overriding(micro_config(tok, vad_fusion=True)).eval()
+    batch = pair_batch(SequenceBuilder(tok))
+    out = model(batch)
+    assert calls == [tuple(batch["input_ids"].shape)] and torch.isfinite(out.loss)

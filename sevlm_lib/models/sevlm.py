@@ -436,8 +436,9 @@ class SEVLM(Captioner):
         if image_index is None:
             image_index = torch.arange(ids.shape[0], device=ids.device)
         memory = memory_per_image[image_index]
-        vad_values = batch.get("vad_values")
-        embeds = self.embed(ids, batch["segment_ids"], expl_seg, attn, vad=vad_values)
+        vad_values = batch.get("vad_values")  # passed only when given: subclasses may override embed() without it
+        extra = {} if vad_values is None else {"vad": vad_values}
+        embeds = self.embed(ids, batch["segment_ids"], expl_seg, attn, **extra)
         hidden = self.decode(embeds, memory, attn if cfg.decoder_padding_mask else None).last_hidden_state
         logits = self.decoder.lm_head(hidden)
         labels = batch["labels"]
