@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "features": 4,
     "memory": 4,
     "baselines": 4,
+    "tower": 4,
     "recipes": 5,
     "pipeline": 6,
     "analysis": 7,
