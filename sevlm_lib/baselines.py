@@ -175,6 +175,11 @@ def fit_logistic_regression(
         vW = momentum * vW - lr * gW
         vb = momentum * vb - lr * gb
         W, b = W + vW, b + vb
+    if not (np.isfinite(W).all() and np.isfinite(b).all()):  # diverged: the predictions would mean nothing
+        raise FloatingPointError(
+            f"fit_logistic_regression diverged (weights not finite) with lr={lr}, l2={l2}: "
+            f"lower lr (about 1 / (1 + l2) is safe on standardised features)"
+        )
     return LogisticModel(mean=mean, scale=scale, weights=W, bias=b)
 
 

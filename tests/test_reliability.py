@@ -267,3 +267,16 @@ def test_nonsense_model_settings_in_a_run_config_name_the_field(tmp_path: Path) 
     path.write_text("profile: tiny\nmodel:\n  vad_encoder: {d_model: 4, n_heads: 3}\n")
     with pytest.raises(ConfigError, match="n_heads=3 must divide d_model=4"):
         load_run_config(path)
+
+
+def test_a_diverging_logistic_regression_is_an_error_not_a_silent_class_zero() -> None:
+    import numpy as np
+
+    from sevlm_lib.baselines import fit_logistic_regression
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-2, 0.3, (20, 2)), rng.normal(2, 0.3, (20, 2))])
+    y = np.array([0] * 20 + [1] * 20)
+    with pytest.raises(FloatingPointError, match=r"diverged .* lr=0.5, l2=10"):
+        fit_logistic_regression(X, y, 2, l2=10, lr=0.5)
+    fit_logistic_regression(X, y, 2, l2=10, lr=0.05)  # a safe step size fits
