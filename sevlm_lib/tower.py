@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from sevlm_lib.baselines import fit_logistic_regression, predict
 from sevlm_lib.data.datasets import ArtworkKey
 from sevlm_lib.io import fsync_tree, read_json, replace_dir, temp_path, write_json
+from sevlm_lib.models.checks import check_sizes
 from sevlm_lib.models.tiny_clip import TinyCLIP, TinyCLIPConfig
 from sevlm_lib.models.vision import VisionConfig, VisionEncoder, build_vision_encoder
 from sevlm_lib.settings import Settings
@@ -70,10 +71,7 @@ class TowerPretraining:
     flip: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("steps", "text_width", "embed_dim", "max_tokens"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TowerPretraining.{name}={value!r}: expected a whole number >= 1")
+        check_sizes(self, ("steps", "text_width", "embed_dim", "max_tokens"))
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 2:
             raise ValueError(
                 f"TowerPretraining.batch_size={self.batch_size!r}: expected a whole number >= 2 (the other "
