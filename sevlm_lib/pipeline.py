@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ from sevlm_lib.models.sevlm import (
     random_weights,
     tiny_config,
 )
-from sevlm_lib.models.vision import image_transform
+from sevlm_lib.models.vision import VisionConfig, VisionEncoder, image_transform
 from sevlm_lib.recipes import SAT_NAME, SEEDS, Recipe, model_config_for, recipe_for, run_name
 from sevlm_lib.settings import Settings, get_settings, seed_everything
 from sevlm_lib.text import (
@@ -71,6 +71,13 @@ from sevlm_lib.text import (
     load_tokenizer,
     save_tokenizer_info,
     tiny_tokenizer,
+)
+from sevlm_lib.tower import (
+    TowerPretraining,
+    cached_tower_state,
+    install_tower,
+    pretrain_tiny_tower,
+    training_texts,
 )
 from sevlm_lib.vad import load_training_lexicon
 
@@ -98,6 +105,8 @@ class CourseData:
     image_size: int
     dropped: dict[str, int] = field(default_factory=dict)
     image_style: str = "clip"  # how images were turned into tensors (models.vision.image_transform)
+    # frozen-tower feature banks of ``images``, by a hash of the tower's weights: encoded once, shared by runs
+    feature_banks: dict[str, TensorBank] = field(default_factory=dict, repr=False)
 
     @property
     def profile(self) -> str:
@@ -211,8 +220,45 @@ def builder_for(data: CourseData, config: SEVLMConfig) -> SequenceBuilder:
     return SequenceBuilder(data.tokenizer, max_len=data.builder.max_len, **options)
 
 
+TOWER_SEED = 0  # one pre-trained tiny tower per dataset, shared by every run and seed (as CLIP's weights are)
+
+
+def course_tower_state(
+    data: CourseData, vision_config: VisionConfig, pretraining: TowerPretraining | None = None
+) -> dict[str, torch.Tensor]:
+    """The tiny-CLIP state dict for ``data`` (tower under ``vision.``): read from ``{cache_dir}/towers/`` or
+    pre-trained on the training split's (image, explanation) pairs first (about a minute on a CPU)."""
+    if vision_config.hub_id is not None:
+        raise ValueError(f"{vision_config.hub_id} is a hub tower: only the small course tower is pre-trained here")
+    p = pretraining or TowerPretraining()
+
+    def build() -> dict[str, torch.Tensor]:
+        if not data.settings.quiet:
+            print(f"[sevlm] pre-training the tiny vision tower as a tiny CLIP ({p.steps} steps)", flush=True)
+        return pretrain_tiny_tower(
+            data.images,
+            training_texts(data.annotations),
+            data.tokenizer,
+            vision_config,
+            train_keys=data.artwork_keys("train"),
+            seed=TOWER_SEED,
+            progress=not data.settings.quiet,
+            **asdict(p),
+        )
+
+    return cached_tower_state(data.settings, data.fingerprint, vision_config, TOWER_SEED, build, pretraining=p)
+
+
+def install_course_tower(vision: VisionEncoder, data: CourseData, vision_config: VisionConfig) -> None:
+    """Give a small tower the weights its config asks for: ``"tiny-clip"`` -> the cached pre-trained tower;
+    ``"random"`` (or a hub tower) -> leave it as built."""
+    if vision_config.hub_id is None and vision_config.weights == "tiny-clip":
+        install_tower(vision, course_tower_state(data, vision_config))
+
+
 def build_model(data: CourseData, config: SEVLMConfig, seed: int) -> SEVLM:
-    """A fresh SEVLM for ``data``'s tokenizer, seeded, with the token VAD table installed."""
+    """A fresh SEVLM for ``data``'s tokenizer, seeded, with its tower's weights (``install_course_tower``) and
+    the token VAD table installed."""
     if config.image_transform != data.image_style:
         raise ValueError(
             f"the model expects images transformed as {config.image_transform!r} but the data was loaded with "
@@ -225,6 +271,7 @@ def build_model(data: CourseData, config: SEVLMConfig, seed: int) -> SEVLM:
         d["vision"]["image_size"] = data.image_size
         cfg = SEVLMConfig.from_dict(d)
     model = SEVLM(cfg)
+    install_course_tower(model.vision, data, cfg.vision)
     model.set_token_vad(*data.token_vad)
     return model
 
@@ -238,7 +285,10 @@ def image_source_for(model: SEVLM, data: CourseData, use_features: bool = True) 
     """
     if use_features and model.config.vision.frozen:
         if isinstance(data.images, TensorBank):
-            return feature_bank(model.vision, data.images)
+            key = _weights_key(model.vision)
+            if key not in data.feature_banks:
+                data.feature_banks[key] = feature_bank(model.vision, data.images)
+            return data.feature_banks[key]
 
         if data.image_style != "clip":  # on-disk caches hold features of the course's image transform only
             return data.images
@@ -247,6 +297,29 @@ def image_source_for(model: SEVLM, data: CourseData, use_features: bool = True) 
         if cache is not None:
             return cache
     return data.images
+
+
+def _weights_key(module: torch.nn.Module) -> str:
+    """A hash of a module's weights (the key of its feature bank)."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+VALIDATION_METRICS = ("emo_acc", "bleu4", "cider", "vad_err")
+
+
+def validation_scorer(data: CourseData, recipe: Recipe) -> Any:
+    """``eval_fn(model) -> {emo_acc, bleu4, cider, vad_err}`` on the validation split: what the engine calls
+    every ``recipe.eval_every`` steps to keep the best checkpoint (the test split never chooses anything)."""
+
+    def eval_fn(model: Any) -> dict[str, float]:
+        scores, _ = evaluate_model(model, data, "val", max_new_tokens=recipe.max_new_tokens)
+        return {k: scores[k] for k in VALIDATION_METRICS if k in scores}
+
+    return eval_fn
 
 
 @dataclass
@@ -295,6 +368,8 @@ def train_model(
         save_tokenizer_info(data.tokenizer, folder / "tokenizer")
         (folder / "model_config.json").write_text(json.dumps(model.config.to_dict(), indent=1))
 
+    if eval_fn is None and recipe.monitor is not None:  # the recipe selects its checkpoint on validation
+        eval_fn = validation_scorer(data, recipe)
     t0 = time.perf_counter()
     selecting = (
         eval_fn is not None and recipe.monitor is not None
@@ -558,6 +633,7 @@ def train_sat(
     config = config or sat_config_for(data)
     seed_everything(seed)
     model = SATSpeaker(config)
+    install_course_tower(model.vision, data, config.vision)
     source = image_source_for(model, data)  # type: ignore[arg-type]
     batches = PairBatches(
         data.pair_items("train"), data.builder, source, batch_size=recipe.batch_size, seed=seed

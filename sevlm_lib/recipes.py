@@ -141,6 +141,8 @@ def run_name(config: SEVLMConfig) -> str:
         name += "-reference"
     elif config.vad_fusion and config.vad_encoder.style != "causal":
         name += f"-{config.vad_encoder.style}"  # -noncausal, or -reference for the reference's encoder alone
+    if config.vision.hub_id is None and config.vision.weights == "random":
+        name += "-random-tower"  # the tiny tower left at its random initialisation (notebook 02's comparison)
     return name
 
 

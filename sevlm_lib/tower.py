@@ -12,8 +12,8 @@ explanations may be used: :func:`pretrain_tiny_tower` refuses any artwork outsid
   ``{cache_dir}/towers/<fingerprint>/``, built by a callback when missing;
 * :func:`linear_probe`, :func:`retrieval_accuracy`, :func:`tower_features` -> the measurements.
 
-Nothing here runs at import time; nothing changes the course's defaults (the random tower stays the default
-until a recipe asks for the pre-trained one).
+Nothing here runs at import time. ``pipeline.build_model`` installs the cached tower into every tiny-profile
+model whose config says ``vision.weights == "tiny-clip"`` (the default of ``tiny_config``).
 """
 
 from __future__ import annotations
@@ -252,8 +252,8 @@ def tower_identity(
 ) -> dict[str, Any]:
     """What the cached tower depends on: the data, the tower's sizes, the seed and every hyper-parameter."""
     vision = {
-        k: v for k, v in asdict(vision_config).items() if k != "frozen"
-    }  # frozen-ness is not in the weights
+        k: v for k, v in asdict(vision_config).items() if k not in ("frozen", "weights")
+    }  # neither frozen-ness nor where the weights come from is in the weights
     return {
         "format": _FORMAT,
         "data_fingerprint": data_fingerprint,
@@ -347,6 +347,15 @@ def tower_from_state(state: Mapping[str, torch.Tensor], vision_config: VisionCon
     except RuntimeError as err:
         raise ValueError(f"the cached tower does not fit vision_config {vision_config}: {err}") from err
     return tower
+
+
+def install_tower(vision: VisionEncoder, state: Mapping[str, torch.Tensor]) -> None:
+    """Copy the ``vision.*`` weights of a :class:`TinyCLIP` state dict into ``vision`` (in place, strict)."""
+    own = {k[len(VISION_PREFIX) :]: v for k, v in state.items() if k.startswith(VISION_PREFIX)}
+    try:
+        vision.load_state_dict(own, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"the pre-trained tower does not fit this model's vision tower: {err}") from err
 
 
 def pretrained_tower(

@@ -41,7 +41,7 @@ from sevlm_lib.engine.lock import RunLock, RunLockedError
 from sevlm_lib.features import weights_sha256
 from sevlm_lib.io import write_json
 from sevlm_lib.models.sevlm import SEVLMConfig
-from sevlm_lib.pipeline import evaluate_model, load_course_data, train_model
+from sevlm_lib.pipeline import load_course_data, train_model, validation_scorer
 from sevlm_lib.settings import PROFILES, Settings, get_settings
 
 logger = logging.getLogger("sevlm_lib.train")
@@ -295,10 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         eval_fn = None
         if args.eval or recipe.monitor is not None:  # the recipe selects its checkpoint on validation
-
-            def eval_fn(model: Any) -> dict[str, float]:
-                metrics, _ = evaluate_model(model, data, "val", max_new_tokens=recipe.max_new_tokens)
-                return {k: metrics[k] for k in ("emo_acc", "bleu4", "cider", "vad_err") if k in metrics}
+            eval_fn = validation_scorer(data, recipe)
 
         trained = train_model(data, model_cfg, recipe, seed=seed, name=name, eval_fn=eval_fn)
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from sevlm_lib.data.mini import ensure_artemis_mini, mini_image_root
+from sevlm_lib.data.mini.build import MINI_ARTWORKS
 from sevlm_lib.settings import get_settings
 from sevlm_lib.vad import load_lexicon, warriner_csv_path
 
@@ -22,7 +23,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Fetch the Warriner VAD lexicon and generate the synthetic ArtEmis-mini dataset.",
     )
     parser.add_argument(
-        "--n-artworks", type=int, default=1500, help="artworks in ArtEmis-mini (default 1500)"
+        "--n-artworks",
+        type=int,
+        default=MINI_ARTWORKS,
+        help=f"artworks in ArtEmis-mini (default {MINI_ARTWORKS})",
     )
     parser.add_argument(
         "--seed", type=int, default=2024, help="generator seed of ArtEmis-mini (default 2024)"

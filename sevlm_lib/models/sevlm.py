@@ -209,7 +209,8 @@ class SEVLMConfig:
 
     def with_switches(self, **switches: Any) -> SEVLMConfig:
         """A copy with some switches changed: the three additions, loss weights, reference-mode fields, and
-        the VAD encoder's style via ``vad_style=`` (``vad_causal=True/False`` is the old boolean form)."""
+        the VAD encoder's style via ``vad_style=`` (``vad_causal=True/False`` is the old boolean form), and a small
+        vision tower's weights via ``tower="random"|"tiny-clip"``."""
         d = self.to_dict()
         plain = {f.name for f in fields(self)} - {"vision", "decoder", "vad_encoder"}
         for k, v in switches.items():
@@ -221,12 +222,14 @@ class SEVLMConfig:
                     raise ValueError(f"vad_style={v!r}: expected one of {', '.join(STYLES)}")
                 d["vad_encoder"]["style"] = v
                 d["vad_encoder"]["causal"] = v == "causal"
+            elif k == "tower":  # a small tower's weights: "random" or "tiny-clip" (VisionConfig.weights)
+                d["vision"]["weights"] = v
             elif k in plain:
                 d[k] = v
             else:
                 raise ValueError(
                     f"unknown switch {k!r}: expected one of {SWITCHES}, loss weights, reference-mode fields "
-                    f"({', '.join(REFERENCE_DEFAULTS)}), vad_style or vad_causal"
+                    f"({', '.join(REFERENCE_DEFAULTS)}), vad_style, vad_causal or tower"
                 )
         return SEVLMConfig.from_dict(d)
 
@@ -243,8 +246,12 @@ class SEVLMConfig:
 
 
 def tiny_config(**switches: bool | float) -> SEVLMConfig:
-    """The tiny profile: a ~0.1M-parameter random CLIP tower (64 px, 16 patches) and a 2-layer, 64-wide GPT-2."""
-    return SEVLMConfig().with_switches(**switches) if switches else SEVLMConfig()
+    """The tiny profile: a ~0.1M-parameter CLIP tower (64 px, 16 patches) pre-trained on the course data as a
+    tiny CLIP (``weights="tiny-clip"``, :mod:`sevlm_lib.tower`) and a 2-layer, 64-wide GPT-2.
+
+    ``tiny_config(tower="random")`` keeps the tower's random initialisation (notebook 02's comparison)."""
+    cfg = SEVLMConfig(vision=VisionConfig(weights="tiny-clip"))
+    return cfg.with_switches(**switches) if switches else cfg
 
 
 def full_config(**switches: bool | float) -> SEVLMConfig:

@@ -21,11 +21,19 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_HUB_ID = "openai/clip-vit-base-patch16"
 # Pinned hub revision of openai/clip-vit-base-patch16.
 CLIP_REVISION = "57c216476eefef5ab752ec549e440a49ae4ae5f3"
+# Where a small tower's weights come from (VisionConfig.weights).
+VISION_WEIGHTS = ("random", "tiny-clip")
 
 
 @dataclass
 class VisionConfig:
-    """Either a small random CLIP tower (``hub_id=None``) or a pretrained one from the hub."""
+    """A small CLIP tower (``hub_id=None``) or a pretrained one from the hub.
+
+    ``weights`` says where a small tower's weights come from: ``"random"`` (its random initialisation) or
+    ``"tiny-clip"`` (pre-trained on the course data as a tiny CLIP, :mod:`sevlm_lib.tower`; installed by
+    ``pipeline.build_model``). A hub tower always has the hub's weights (``weights`` must be ``"random"``,
+    meaning "nothing course-made").
+    """
 
     hub_id: str | None = None
     revision: str | None = None
@@ -36,8 +44,16 @@ class VisionConfig:
     num_heads: int = 2
     intermediate_size: int = 128
     frozen: bool = True
+    weights: str = "random"
 
     def __post_init__(self) -> None:
+        if self.weights not in VISION_WEIGHTS:
+            raise ValueError(f"VisionConfig.weights={self.weights!r}: expected one of {VISION_WEIGHTS}")
+        if self.hub_id is not None and self.weights != "random":
+            raise ValueError(
+                f"VisionConfig.weights={self.weights!r} with hub_id={self.hub_id!r}: a hub tower has the hub's "
+                "weights; pre-training ('tiny-clip') is for the small course tower (hub_id=None)"
+            )
         check_sizes(self, ("image_size", "patch_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"))
         check_divides(self, "num_heads", "hidden_size")
         check_divides(self, "patch_size", "image_size")
