@@ -221,6 +221,7 @@ def builder_for(data: CourseData, config: SEVLMConfig) -> SequenceBuilder:
 
 
 TOWER_SEED = 0  # one pre-trained tiny tower per dataset, shared by every run and seed (as CLIP's weights are)
+COURSE_TOWER = TowerPretraining()  # the course's tiny-CLIP pre-training (400 steps of 128 pairs)
 
 
 def course_tower_state(
@@ -230,7 +231,7 @@ def course_tower_state(
     pre-trained on the training split's (image, explanation) pairs first (about a minute on a CPU)."""
     if vision_config.hub_id is not None:
         raise ValueError(f"{vision_config.hub_id} is a hub tower: only the small course tower is pre-trained here")
-    p = pretraining or TowerPretraining()
+    p = pretraining or COURSE_TOWER
 
     def build() -> dict[str, torch.Tensor]:
         if not data.settings.quiet:
@@ -614,6 +615,14 @@ def sat_config_for(data: CourseData, **overrides: Any) -> Any:
     )
 
 
+def build_sat(data: CourseData, config: Any, seed: int) -> SATSpeaker:
+    """A fresh Show-Attend-Tell speaker, seeded, with the same frozen tower as SEVLM (``install_course_tower``)."""
+    seed_everything(seed)
+    model = SATSpeaker(config)
+    install_course_tower(model.vision, data, config.vision)
+    return model
+
+
 def train_sat(
     data: CourseData,
     seed: int,
@@ -631,9 +640,7 @@ def train_sat(
     settings = data.settings
     recipe = recipe or recipe_for(data.profile)
     config = config or sat_config_for(data)
-    seed_everything(seed)
-    model = SATSpeaker(config)
-    install_course_tower(model.vision, data, config.vision)
+    model = build_sat(data, config, seed)
     source = image_source_for(model, data)  # type: ignore[arg-type]
     batches = PairBatches(
         data.pair_items("train"), data.builder, source, batch_size=recipe.batch_size, seed=seed

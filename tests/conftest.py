@@ -13,6 +13,22 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_course_tower() -> Iterator[None]:
+    """Unit tests pre-train the tiny tower for a few steps only (``pipeline.COURSE_TOWER``): they need *a*
+    pre-trained tower, not a good one. The real pre-training is tested in test_tower.py and run by the
+    notebooks; the cache is keyed by the hyper-parameters, so the two never mix."""
+    from sevlm_lib import pipeline
+    from sevlm_lib.tower import TowerPretraining
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(pipeline, "COURSE_TOWER", TowerPretraining(steps=8, batch_size=16, warmup_steps=2))
+    yield
+    mp.undo()
+
+
 ARTEMIS_HEADER: tuple[str, ...] = ("art_style", "painting", "emotion", "utterance", "repetition")
 CONTRASTIVE_HEADER: tuple[str, ...] = (*ARTEMIS_HEADER, "anchor_painting")
 
