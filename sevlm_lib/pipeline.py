@@ -389,6 +389,7 @@ def train_model(
             "model": model.config.to_dict(),
             "data": data.fingerprint,
             "recipe": recipe.to_dict(),
+            "tower": _weights_key(model.vision),  # features come from these weights: a run never mixes towers
         },
         quiet=settings.quiet,
         weights="best" if selecting else "latest",
@@ -660,7 +661,12 @@ def train_sat(
         checkpoint_dir=settings.checkpoint_dir / name / f"seed-{seed}",
         run_dir=settings.runs_dir / "train" / name / f"seed-{seed}",
         save_extra=save_extra,
-        fingerprint_extra={"sat": config.to_dict(), "data": data.fingerprint, "recipe": recipe.to_dict()},
+        fingerprint_extra={
+            "sat": config.to_dict(),
+            "data": data.fingerprint,
+            "recipe": recipe.to_dict(),
+            "tower": _weights_key(model.vision),
+        },
         quiet=settings.quiet,
     )
     seconds = float(getattr(history, "train_seconds", None) or (time.perf_counter() - t0))

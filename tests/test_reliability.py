@@ -196,7 +196,7 @@ def test_a_folder_or_non_utf8_config_names_the_file(tmp_path: Path) -> None:
         ("recipe:\n  batch_size: 0\n", "batch_size"),
         ("recipe:\n  max_steps: 10\n  epochs: 2\n", "exactly one of max_steps and epochs"),
         ("recipe:\n  warmup_steps: -1\n", "warmup_steps"),
-        ("recipe:\n  patience: 3\n", "patience needs TrainConfig.monitor"),
+        ("recipe:\n  patience: 3\n  monitor: null\n  tiebreak: null\n", "patience needs TrainConfig.monitor"),
         ("recipe:\n  mode: up\n", "mode"),
     ],
 )
