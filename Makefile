@@ -13,7 +13,7 @@ help:
 	@echo "make course   set up, then run every notebook in order, headless, on the built-in data"
 	@echo "make test     set up, then run the unit tests and every notebook under pytest --nbval"
 	@echo "make lab      set up, then open the course in JupyterLab"
-	@echo "make data     generate ArtEmis-mini and fetch the Warriner VAD lexicon (the only download)"
+	@echo "make data     fetch the Warriner VAD lexicon (the only download), generate ArtEmis-mini, pre-train the tiny tower"
 	@echo "make student  write student/ copies: outputs cleared, exercise solutions replaced by stubs"
 	@echo "make figures  redraw docs/architecture.svg (the README's model diagram) from the code"
 	@echo "make bench    speed and memory benchmarks against the reference approach (CPU set)"
@@ -32,6 +32,7 @@ setup: $(STAMP)
 
 data: setup
 	$(BIN)/python -m sevlm_lib.data.prepare
+	$(OFFLINE) $(BIN)/python -m sevlm_lib.cli.tower
 
 course: setup
 	$(BIN)/python -m sevlm_lib.course run

@@ -278,3 +278,13 @@ def test_evaluate_and_predict_from_the_checkpoint(crashed_and_resumed, env, caps
     assert "generated:" in table and "%" in table
     assert predict.main([str(tmp_path / "nope.png"), "--checkpoint", str(ckpt)]) == 1
     assert evaluate.main(["--checkpoint", str(tmp_path / "none")]) == 1
+
+
+def test_the_tower_command_finds_the_cached_tower(env, capsys) -> None:
+    """``make data``'s last step: the tiny tower is built (or found) and its cache folder printed."""
+    from sevlm_lib.cli import tower
+
+    assert tower.main([]) == 0
+    out = capsys.readouterr().out
+    folder = Path(out.split(": ", 1)[1].rsplit(" (", 1)[0])
+    assert folder.parent.name == "towers" and (folder / "model.safetensors").is_file()
