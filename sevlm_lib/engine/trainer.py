@@ -44,6 +44,7 @@ from sevlm_lib.settings import get_settings, seed_everything
 logger = logging.getLogger(__name__)
 
 RESERVED_COLUMNS = frozenset({"step", "epoch", "loss", "lr", "grad_norm"})
+RESERVED_PREFIXES = ("grad_norm_",)  # the per-group norm columns of clip_groups
 ResumeMode = Literal["auto"] | bool
 EvalFn = Callable[[torch.nn.Module], Mapping[str, float]]
 
@@ -83,8 +84,8 @@ def loss_parts(out: Any) -> dict[str, torch.Tensor]:
         )
     parts = {"loss": as_scalar(out.loss, "loss")}
     for name, value in dict(out.losses).items():
-        if name in RESERVED_COLUMNS:
-            raise ValueError(f"model output: a loss component is named {name!r}, a reserved log column")
+        if name in RESERVED_COLUMNS or name.startswith(RESERVED_PREFIXES):
+            raise ValueError(f"model output: a loss component is named {name!r}, a reserved log column (or prefix)")
         parts[name] = as_scalar(value, f"losses[{name!r}]")
     return parts
 
@@ -147,6 +148,7 @@ class Trainer:
         )
         self._model, self._optimizer = self.accelerator.prepare(model, self.optimizer)
         self._params = [p for g in groups for p in g["params"]]
+        self._group_params = [(g["name"], list(g["params"])) for g in groups]
         self.fingerprint, self._facts = run_identity(
             config, groups, steps_per_epoch, fingerprint_extra, self.total_steps, self.num_processes
         )
@@ -326,15 +328,28 @@ class Trainer:
             for name, value in parts.items():
                 sums[name] = sums[name] + value if name in sums else value
                 counts[name] = counts.get(name, 0) + 1
-        max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else float("inf")
-        grad_norm = self.accelerator.clip_grad_norm_(self._params, max_norm)
+        group_norms = self._clip()
         self._optimizer.step()
         lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.scheduler.step()
         values: dict[str, Any] = {name: total / counts[name] for name, total in sums.items()}
-        values["grad_norm"] = as_scalar(grad_norm, "grad_norm")
+        values.update(group_norms)
         values["_lrs"] = lrs
         return values
+
+    def _clip(self) -> dict[str, torch.Tensor]:
+        """Clip the gradients (one global norm, or each group's own with ``clip_groups``); returns the norms
+        before clipping: ``grad_norm`` (all parameters) and, with ``clip_groups``, ``grad_norm_{group}``."""
+        max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else float("inf")
+        if not self.config.clip_groups:
+            return {"grad_norm": as_scalar(self.accelerator.clip_grad_norm_(self._params, max_norm), "grad_norm")}
+        self.accelerator.unscale_gradients()  # once per step (fp16); then plain torch clipping per group
+        norms = {
+            f"grad_norm_{name}": as_scalar(torch.nn.utils.clip_grad_norm_(params, max_norm), f"grad_norm_{name}")
+            for name, params in self._group_params
+        }
+        total = torch.stack(list(norms.values())).square().sum().sqrt()
+        return {"grad_norm": total, **norms}
 
     def _log_row(self, step: int, values: Mapping[str, Any]) -> dict[str, float]:
         names = [k for k in values if k != "_lrs"]
