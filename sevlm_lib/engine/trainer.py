@@ -90,6 +90,24 @@ def loss_parts(out: Any) -> dict[str, torch.Tensor]:
     return parts
 
 
+def clip_gradients(
+    accelerator: Any, groups: Sequence[tuple[str, list[torch.Tensor]]], max_norm: float, per_group: bool
+) -> dict[str, torch.Tensor]:
+    """Clip the gradients of the optimizer ``groups`` (``(name, params)``): all with one norm, or each group by
+    its own norm (``per_group``). Returns the norms before clipping: ``grad_norm`` (all parameters) and, per
+    group, ``grad_norm_{name}``."""
+    if not per_group:
+        params = [p for _, group in groups for p in group]
+        return {"grad_norm": as_scalar(accelerator.clip_grad_norm_(params, max_norm), "grad_norm")}
+    accelerator.unscale_gradients()  # once per step (fp16); then plain torch clipping group by group
+    norms = {
+        f"grad_norm_{name}": as_scalar(torch.nn.utils.clip_grad_norm_(params, max_norm), f"grad_norm_{name}")
+        for name, params in groups
+    }
+    total = torch.stack(list(norms.values())).square().sum().sqrt()
+    return {"grad_norm": total, **norms}
+
+
 @dataclass
 class _Run:
     """One call of :meth:`Trainer.fit`: its state and history, where it writes, and when it pauses."""
@@ -147,7 +165,6 @@ class Trainer:
             self.optimizer, linear_schedule(config.warmup_steps, self.total_steps)
         )
         self._model, self._optimizer = self.accelerator.prepare(model, self.optimizer)
-        self._params = [p for g in groups for p in g["params"]]
         self._group_params = [(g["name"], list(g["params"])) for g in groups]
         self.fingerprint, self._facts = run_identity(
             config, groups, steps_per_epoch, fingerprint_extra, self.total_steps, self.num_processes
@@ -328,7 +345,8 @@ class Trainer:
             for name, value in parts.items():
                 sums[name] = sums[name] + value if name in sums else value
                 counts[name] = counts.get(name, 0) + 1
-        group_norms = self._clip()
+        max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else float("inf")
+        group_norms = clip_gradients(self.accelerator, self._group_params, max_norm, self.config.clip_groups)
         self._optimizer.step()
         lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.scheduler.step()
@@ -336,20 +354,6 @@ class Trainer:
         values.update(group_norms)
         values["_lrs"] = lrs
         return values
-
-    def _clip(self) -> dict[str, torch.Tensor]:
-        """Clip the gradients (one global norm, or each group's own with ``clip_groups``); returns the norms
-        before clipping: ``grad_norm`` (all parameters) and, with ``clip_groups``, ``grad_norm_{group}``."""
-        max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else float("inf")
-        if not self.config.clip_groups:
-            return {"grad_norm": as_scalar(self.accelerator.clip_grad_norm_(self._params, max_norm), "grad_norm")}
-        self.accelerator.unscale_gradients()  # once per step (fp16); then plain torch clipping per group
-        norms = {
-            f"grad_norm_{name}": as_scalar(torch.nn.utils.clip_grad_norm_(params, max_norm), f"grad_norm_{name}")
-            for name, params in self._group_params
-        }
-        total = torch.stack(list(norms.values())).square().sum().sqrt()
-        return {"grad_norm": total, **norms}
 
     def _log_row(self, step: int, values: Mapping[str, Any]) -> dict[str, float]:
         names = [k for k in values if k != "_lrs"]
