@@ -414,6 +414,21 @@ def test_clip_groups_clips_each_group_on_its_own() -> None:
     assert clipped_shares(history.to_frame(), 1e9)["grad_norm_heads"] == 0.0
 
 
+def test_clip_gradients_unscales_once_per_step() -> None:
+    """fp16 (CUDA only) unscales the gradients once per step: per-group clipping must not unscale twice."""
+    from sevlm_lib.engine.trainer import clip_gradients
+
+    calls: list[str] = []
+    accelerator = SimpleNamespace(unscale_gradients=lambda: calls.append("unscale"))
+    a, b = nn.Parameter(torch.ones(4)), nn.Parameter(torch.ones(9))
+    a.grad, b.grad = torch.full((4,), 3.0), torch.full((9,), 4.0)
+    norms = clip_gradients(accelerator, [("a", [a]), ("b", [b])], 1.0, per_group=True)
+    assert calls == ["unscale"]
+    assert float(norms["grad_norm_a"]) == pytest.approx(6.0) and float(norms["grad_norm_b"]) == pytest.approx(12.0)
+    assert float(norms["grad_norm"]) == pytest.approx((36 + 144) ** 0.5)
+    assert float(a.grad.norm()) == pytest.approx(1.0, rel=1e-5) and float(b.grad.norm()) == pytest.approx(1.0, rel=1e-5)
+
+
 def test_one_global_clip_logs_no_group_norms() -> None:
     history = make_trainer(ToyLM(), max_steps=2).fit()
     assert not [k for k in history.steps[0] if k.startswith("grad_norm_")]
