@@ -383,7 +383,7 @@ def train_model(
         checkpoint_dir=ckpt,
         run_dir=run_dir,
         eval_fn=eval_fn,
-        param_groups=model.parameter_groups(recipe.lr, recipe.vad_lr),
+        param_groups=model.parameter_groups(recipe.lr, recipe.vad_lr, heads=recipe.clip_groups),
         save_extra=save_extra,
         fingerprint_extra={
             "model": model.config.to_dict(),

@@ -40,6 +40,7 @@ class Recipe:
     select_metrics: tuple[str, ...] = ()  # also keep best-{metric}/ for each (the reference: emo_acc, bleu4)
     optimizer: str = "adamw"  # "adamw" (torch) or "adamw_hf" (transformers' old AdamW, as the reference)
     adam_eps: float = 1e-8
+    clip_groups: bool = False  # clip each optimizer group on its own, the heads in a group of their own
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_len", "max_new_tokens", "gradient_accumulation_steps"):
@@ -56,14 +57,21 @@ class Recipe:
             ):
                 raise ValueError(f"Recipe.{name}={value!r}: expected a finite number > 0")
         self.select_metrics = tuple(self.select_metrics)
+        if not isinstance(self.clip_groups, bool):
+            raise ValueError(f"Recipe.clip_groups={self.clip_groups!r}: expected True or False")
         if self.monitor is not None and not self.eval_every:
             raise ValueError(
                 f"Recipe.monitor={self.monitor!r} needs Recipe.eval_every (how often to evaluate)"
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (part of a run's fingerprint)."""
-        return asdict(self)
+        """A JSON-ready dict (part of a run's fingerprint), less the fields added later while they keep their
+        default (``NEW_RECIPE_DEFAULTS``), so that the runs trained before them keep their fingerprints."""
+        d = asdict(self)
+        for name, default in NEW_RECIPE_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
+        return d
 
     def train_config(self, *, seed: int, device: str, evaluate: bool = True) -> TrainConfig:
         """The training engine's ``TrainConfig`` for this recipe (``evaluate=False``: no periodic evaluation)."""
@@ -85,10 +93,15 @@ class Recipe:
             select_metrics=tuple(self.select_metrics) if evaluate else (),
             optimizer=self.optimizer,
             adam_eps=self.adam_eps,
+            clip_groups=self.clip_groups,
             checkpoint_every=self.checkpoint_every,
             mixed_precision=self.mixed_precision,
             device=device,
         )
+
+
+# Recipe fields that ``to_dict`` leaves out at their default (added after runs were trained and fingerprinted).
+NEW_RECIPE_DEFAULTS: dict[str, Any] = {"clip_groups": False}
 
 
 TINY_STEPS = 600  # chosen on validation by benchmarks/tune_tiny_recipe.py (results/tiny_recipe_tuning.json)
@@ -152,6 +165,10 @@ def run_name(config: SEVLMConfig) -> str:
         name += "-reference"
     elif config.vad_fusion and config.vad_encoder.style != "causal":
         name += f"-{config.vad_encoder.style}"  # -noncausal, or -reference for the reference's encoder alone
+    if config.vad_encoder.d_model != 3:
+        name += f"-vad{config.vad_encoder.d_model}"  # a VAD encoder wider than the paper's 3
+    if config.negative_prompt == "positive":
+        name += "-closed"  # negative 1 under the positive's prompt: the prompt shortcut closed
     if config.vision.hub_id is None and config.vision.weights == "random":
         name += "-random-tower"  # the tiny tower left at its random initialisation (notebook 02's comparison)
     return name

@@ -65,6 +65,7 @@ def test_every_shipped_config_loads_and_names_its_variant() -> None:
         ("profile: medium\n", "profile: 'medium'"),
         ("recipe: [1, 2]\n", "recipe: expected a mapping"),
         ("model: {vad_head: true\n", r"bad\.yaml, line \d+: not valid YAML"),
+        ("model:\n  negative_prompt: partner\n", r"line 2: model\.negative_prompt: 'partner', expected one of own"),
     ],
 )
 def test_bad_configs_name_the_file_line_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -91,6 +92,19 @@ def test_config_values_reach_the_model_and_recipe() -> None:
     assert model.vad_encoder.causal is False and model.vad_encoder.n_layers == 2
     recipe = cfg.recipe(max_steps=4)
     assert recipe.lr == 2e-3 and recipe.max_steps == 4 and recipe.eval_every is None  # YAML 1.1's "2e-3"
+
+
+def test_config_switches_for_loss_balance_reach_the_model_and_recipe() -> None:
+    cfg = parse_run_config(
+        {
+            "profile": "tiny",
+            "model": {"contrastive": True, "negative_prompt": "positive", "vad_encoder": {"d_model": 6}},
+            "recipe": {"clip_groups": True},
+        }
+    )
+    model = cfg.model_config()
+    assert model.negative_prompt == "positive" and model.vad_encoder.d_model == 6
+    assert cfg.recipe().clip_groups is True and cfg.recipe().train_config(seed=0, device="cpu").clip_groups
 
 
 # ------------------------------------------------------------------------------------------ train / resume

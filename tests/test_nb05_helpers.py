@@ -225,3 +225,15 @@ def test_sequence_embeddings_match_pair_embeddings_and_respect_causality(small_d
     assert (sw["explanation"] - emb.explanation)[differ].norm(dim=1).min() > 1e-4
     with pytest.raises(ValueError, match="no rows"):
         analysis.sequence_embeddings(model, small_data, [])
+
+
+def test_split_control_rejection_covers_every_item(small_data) -> None:
+    items = small_data.pair_items("train")
+    model = pipeline.build_model(small_data, recipes.model_config_for("tiny", contrastive=True), seed=0)
+    got = analysis.split_control_rejection(model, small_data, "train", batch_size=8, seed=1)
+    assert got["n"] == 2 * len(items)
+    assert all(0.0 <= got[k] <= 1.0 for k in ("words_swapped", "prompt_swapped"))
+    assert analysis.split_control_rejection(model, small_data, "train", batch_size=8, seed=1) == got
+    with pytest.raises(ValueError, match="contrastive head"):
+        base = pipeline.build_model(small_data, recipes.model_config_for("tiny"), seed=0)
+        analysis.split_control_rejection(base, small_data, "train")

@@ -20,6 +20,7 @@ from sevlm_lib.engine import (
     TrainConfig,
     Trainer,
     best_checkpoint,
+    clipped_shares,
     config_fingerprint,
     latest_checkpoint,
     load_checkpoint,
@@ -382,6 +383,70 @@ def test_gradient_clipping(max_norm: float) -> None:
         assert all(n <= max_norm * (1 + 1e-4) for n in seen)
     else:
         assert seen == pytest.approx(logged, rel=1e-5)
+
+
+def test_clip_groups_clips_each_group_on_its_own() -> None:
+    model = ToyLM(loss_scale=1000.0)
+    head = [model.aux_head.weight, model.aux_head.bias]
+    body = [p for n, p in model.named_parameters() if not n.startswith("aux_head")]
+    groups = [dict(params=body, name="decoder"), dict(params=head, name="heads")]
+    trainer = make_trainer(model, max_steps=3, max_grad_norm=0.1, clip_groups=True, param_groups=groups)
+    seen: list[dict[str, float]] = []
+
+    def record(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        norms = {}
+        for g in opt.param_groups:
+            grads = [p.grad for p in g["params"] if p.grad is not None]
+            norms[g["name"]] = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in grads])))
+        seen.append(norms)
+
+    trainer.optimizer.register_step_pre_hook(record)
+    history = trainer.fit()
+    for row, after in zip(history.steps, seen, strict=True):
+        assert list(row)[-3:] == ["grad_norm", "grad_norm_decoder", "grad_norm_heads"]
+        assert row["grad_norm"] == pytest.approx((row["grad_norm_decoder"] ** 2 + row["grad_norm_heads"] ** 2) ** 0.5)
+        for name in ("decoder", "heads"):  # each group clipped to 0.1 by its own norm, not by the total's
+            assert after[name] == pytest.approx(min(0.1, row[f"grad_norm_{name}"]), rel=1e-4)
+    # the decoder's huge gradient (xe x 1000) does not shrink the head's: one global clip would scale it by
+    # 0.1 / grad_norm (~3e-5)
+    assert history.steps[0]["grad_norm_decoder"] > 100 and history.steps[0]["grad_norm_heads"] > 0.1
+    assert clipped_shares(history, 0.1) == {"grad_norm": 1.0, "grad_norm_decoder": 1.0, "grad_norm_heads": 1.0}
+    assert clipped_shares(history.to_frame(), 1e9)["grad_norm_heads"] == 0.0
+
+
+def test_clip_gradients_unscales_once_per_step() -> None:
+    """fp16 (CUDA only) unscales the gradients once per step: per-group clipping must not unscale twice."""
+    from sevlm_lib.engine.trainer import clip_gradients
+
+    calls: list[str] = []
+    accelerator = SimpleNamespace(unscale_gradients=lambda: calls.append("unscale"))
+    a, b = nn.Parameter(torch.ones(4)), nn.Parameter(torch.ones(9))
+    a.grad, b.grad = torch.full((4,), 3.0), torch.full((9,), 4.0)
+    norms = clip_gradients(accelerator, [("a", [a]), ("b", [b])], 1.0, per_group=True)
+    assert calls == ["unscale"]
+    assert float(norms["grad_norm_a"]) == pytest.approx(6.0) and float(norms["grad_norm_b"]) == pytest.approx(12.0)
+    assert float(norms["grad_norm"]) == pytest.approx((36 + 144) ** 0.5)
+    assert float(a.grad.norm()) == pytest.approx(1.0, rel=1e-5) and float(b.grad.norm()) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_one_global_clip_logs_no_group_norms() -> None:
+    history = make_trainer(ToyLM(), max_steps=2).fit()
+    assert not [k for k in history.steps[0] if k.startswith("grad_norm_")]
+    assert set(clipped_shares(history.steps, 1.0)) == {"grad_norm"}
+    with pytest.raises(ValueError, match="reserved"):
+        from sevlm_lib.engine.trainer import loss_parts
+
+        loss_parts(SimpleNamespace(loss=torch.tensor(1.0), losses={"grad_norm_x": torch.tensor(1.0)}))
+
+
+def test_clip_groups_is_left_out_of_the_fingerprint_at_its_default() -> None:
+    plain = TrainConfig(max_steps=3)
+    assert "clip_groups" not in plain.to_dict() and TrainConfig.from_dict(plain.to_dict()) == plain
+    grouped = TrainConfig(max_steps=3, clip_groups=True)
+    assert grouped.to_dict()["clip_groups"] is True
+    assert config_fingerprint(plain) != config_fingerprint(grouped)
+    with pytest.raises(ValueError, match="clip_groups"):
+        TrainConfig(max_steps=3, clip_groups=1)
 
 
 # ----------------------------------------------------------------------------------------- train_or_load

@@ -1,8 +1,9 @@
-"""Notebook 05's analysis: the embeddings the contrastive head scores, for pairs of annotations and single sequences."""
+"""Notebook 05's analysis: the embeddings the contrastive head scores, for pairs of annotations and single
+sequences, and how often the head rejects two control negatives (:func:`control_rejection`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,9 +11,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sevlm_lib.data.artemis import sample_pair
+from sevlm_lib.data.artemis import ArtworkAnnotations, sample_pair
 from sevlm_lib.data.datasets import ArtworkKey, ImageSource
-from sevlm_lib.models.heads import masked_mean
+from sevlm_lib.models.heads import derangement, masked_mean
+from sevlm_lib.models.negatives import splice_sequences
 from sevlm_lib.models.sevlm import SEVLM
 from sevlm_lib.pipeline import CourseData, image_source_for
 
@@ -32,6 +34,40 @@ class PairEmbeddings:
     explanation: torch.Tensor
     table: pd.DataFrame
     scores: dict[str, torch.Tensor] | None = None
+
+
+def _split_pair_batches(
+    model: SEVLM,
+    data: CourseData,
+    split: str,
+    batch_size: int,
+    seed: int,
+    images: ImageSource | None,
+    caller: str,
+) -> Iterator[tuple[int, list[ArtworkAnnotations], list[Any], dict[str, torch.Tensor]]]:
+    """``(b, artworks, their two annotations, batch on the model's device)`` for every pair batch of ``split``:
+    pairs drawn with ``np.random.default_rng(seed)``, a last batch of one artwork joined to the one before.
+    Puts the model in eval mode."""
+    items = data.pair_items(split)
+    if len(items) < 2:
+        raise ValueError(f"{caller}: split {split!r} has {len(items)} artworks with two distinct emotions; need 2+")
+    if batch_size < 2:
+        raise ValueError(f"{caller}: batch_size={batch_size}, need at least 2 artworks per batch")
+    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    if len(chunks[-1]) == 1:
+        lone = chunks.pop()
+        chunks[-1] = chunks[-1] + lone
+    model.eval()
+    device = next(model.decoder.parameters()).device
+    source = images if images is not None else image_source_for(model, data)
+    rng = np.random.default_rng(seed)
+    for b, chunk in enumerate(chunks):
+        pairs = [sample_pair(it, rng) for it in chunk]
+        batch = data.builder.collate([data.builder.encode(e, u) for pair in pairs for e, u in pair])
+        batch.update(source.batch([(it.art_style, it.painting) for it in chunk]))
+        batch["image_index"] = torch.arange(len(chunk)).repeat_interleave(2)
+        batch["pair_index"] = torch.arange(2 * len(chunk)) ^ 1
+        yield b, list(chunk), pairs, {k: v.to(device) for k, v in batch.items()}
 
 
 @torch.no_grad()
@@ -55,20 +91,6 @@ def pair_embeddings(
     calls). The model is put in eval mode.
     """
 
-    items = data.pair_items(split)
-    if len(items) < 2:
-        raise ValueError(
-            f"pair_embeddings: split {split!r} has {len(items)} artworks with two distinct emotions; need 2+"
-        )
-    if batch_size < 2:
-        raise ValueError(f"pair_embeddings: batch_size={batch_size}, need at least 2 artworks per batch")
-    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-    if len(chunks[-1]) == 1:
-        lone = chunks.pop()
-        chunks[-1] = chunks[-1] + lone
-    model.eval()
-    device = next(model.decoder.parameters()).device
-    source = images if images is not None else image_source_for(model, data)
     dominant = dict(
         zip(
             zip(data.artworks["art_style"], data.artworks["painting"], strict=True),
@@ -76,17 +98,13 @@ def pair_embeddings(
             strict=True,
         )
     )
-    rng = np.random.default_rng(seed)
     parts: dict[str, list[torch.Tensor]] = {
         k: [] for k in ("image", "emotion", "explanation", "pos", "neg_emotion", "neg_visual")
     }
     rows: list[dict[str, Any]] = []
-    for b, chunk in enumerate(chunks):
-        seqs = []
-        for it in chunk:
-            pair = sample_pair(it, rng)
+    for b, chunk, pairs, batch in _split_pair_batches(model, data, split, batch_size, seed, images, "pair_embeddings"):
+        for it, pair in zip(chunk, pairs, strict=True):
             for slot, (emotion, utterance) in enumerate(pair):
-                seqs.append(data.builder.encode(emotion, utterance))
                 rows.append(
                     {
                         "art_style": it.art_style,
@@ -98,11 +116,6 @@ def pair_embeddings(
                         "batch": b,
                     }
                 )
-        batch = data.builder.collate(seqs)
-        batch.update(source.batch([(it.art_style, it.painting) for it in chunk]))
-        batch["image_index"] = torch.arange(len(chunk)).repeat_interleave(2)
-        batch["pair_index"] = torch.arange(2 * len(chunk)) ^ 1
-        batch = {k: v.to(device) for k, v in batch.items()}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed * 1_000_003 + b)
             out = model(batch)
@@ -159,3 +172,79 @@ def sequence_embeddings(
         parts["emotion"].append(masked_mean(hidden, batch["emotion_mask"]).cpu())
         parts["explanation"].append(masked_mean(hidden, batch["explanation_mask"]).cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Does the head read the explanation words or the prompt? Two control negatives
+# ---------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def control_scores(model: SEVLM, batch: dict[str, torch.Tensor], *, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The head's scores ``[N]`` for each positive triple and two control negatives of a pair batch.
+
+    * ``words_swapped``: the positive's prompt (its own emotion) with the explanation segment of the same slot
+      of another artwork (a derangement of the artworks drawn with ``torch.Generator().manual_seed(seed)``;
+      ``words_from`` holds the donor rows): only the words are wrong;
+    * ``prompt_swapped``: the positive's explanation segment under its partner's prompt (the same artwork's
+      other annotation, whose emotion differs): only the prompt is wrong.
+
+    Each is scored as ``scorer(image, emotion embedding of the positive, explanation embedding of the control
+    row)``, the row re-encoded by the decoder. A head that reads the words rejects ``words_swapped`` and is
+    indifferent to ``prompt_swapped``; one that reads the prompt does the opposite.
+    """
+    if not getattr(model.config, "contrastive", False):
+        raise ValueError("control_scores: the model has no contrastive head")
+    cfg = model.config
+    image_memory = model.encode_images(batch)
+    index = batch["image_index"]
+    memory = image_memory[index]
+    n = len(index)
+    image = image_memory.mean(1)[index]
+    emotion, explanation = model.span_embeddings(model.text_hidden(batch, memory), batch)
+    other = derangement(len(image_memory), torch.Generator().manual_seed(seed)).to(index.device)
+    words_from = 2 * other[index] + torch.arange(n, device=index.device) % 2
+    own = torch.arange(n, device=index.device)
+    ids = {"pad_id": cfg.pad_id, "explanation_segment_id": cfg.explanation_segment_id}
+    scores = {"pos": model.scorer(image, emotion, explanation), "words_from": words_from}
+    for name, (prompt_rows, word_rows) in {
+        "words_swapped": (own, words_from),
+        "prompt_swapped": (batch["pair_index"], own),
+    }.items():
+        rows = splice_sequences(batch, prompt_rows, word_rows, **ids)
+        control = model.span_embeddings(model.text_hidden(rows, memory), rows)[1]
+        scores[name] = model.scorer(image, emotion, control)
+    return scores
+
+
+def control_rejection(model: SEVLM, batch: dict[str, torch.Tensor], *, seed: int = 0) -> dict[str, float]:
+    """The share of a pair batch's items whose positive outscores each control negative (ties fail):
+    ``{"words_swapped": .., "prompt_swapped": .., "n": N}`` (see :func:`control_scores`). Eval mode."""
+    model.eval()
+    s = control_scores(model, batch, seed=seed)
+    return {
+        "words_swapped": float((s["pos"] > s["words_swapped"]).float().mean()),
+        "prompt_swapped": float((s["pos"] > s["prompt_swapped"]).float().mean()),
+        "n": len(s["pos"]),
+    }
+
+
+def split_control_rejection(
+    model: SEVLM,
+    data: CourseData,
+    split: str = "val",
+    *,
+    batch_size: int = 32,
+    seed: int = 0,
+    images: ImageSource | None = None,
+) -> dict[str, float]:
+    """:func:`control_rejection` over every two-annotation item of ``split`` (batched as in
+    :func:`pair_embeddings`; batch ``b``'s derangement seeded ``seed * 1_000_003 + b``), item-weighted."""
+    hits = {"words_swapped": 0.0, "prompt_swapped": 0.0}
+    total = 0
+    for b, _, _, batch in _split_pair_batches(model, data, split, batch_size, seed, images, "split_control_rejection"):
+        r = control_rejection(model, batch, seed=seed * 1_000_003 + b)
+        for k in hits:
+            hits[k] += r[k] * r["n"]
+        total += int(r["n"])
+    return {**{k: v / total for k, v in hits.items()}, "n": total}

@@ -11,8 +11,10 @@ A file has at most these top-level keys; all are optional::
       contrastive: true
       vad_loss_weight: 1.0
       contrastive_loss_weight: 1.0
+      negative_prompt: own     # own | positive (negative 1 under the positive's prompt: run name -closed)
       vad_encoder:             # VADEncoderConfig fields
         causal: true
+        d_model: 3             # > 3: a wider VAD encoder (Linear 3 -> d_model in, d_model -> 3 out)
     recipe:                    # experiments.Recipe fields, over the profile's defaults
       lr: 2.0e-3
       max_steps: 600
@@ -31,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from sevlm_lib.models.negatives import NEGATIVE_PROMPTS
 from sevlm_lib.models.sevlm import REFERENCE_DEFAULTS, SEVLMConfig, reference_config
 from sevlm_lib.models.vad_encoder import VADEncoderConfig
 from sevlm_lib.recipes import Recipe, model_config_for, recipe_for
@@ -39,6 +42,7 @@ from sevlm_lib.settings import PROFILES
 TOP_LEVEL = ("profile", "name", "seed", "model", "recipe")
 MODEL_BOOLS = ("vad_fusion", "vad_head", "contrastive")
 MODEL_FLOATS = ("vad_loss_weight", "contrastive_loss_weight")
+MODEL_CHOICES: dict[str, tuple[str, ...]] = {"negative_prompt": NEGATIVE_PROMPTS}
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
 
@@ -188,7 +192,7 @@ def _parse_model(model: Any, where: Callable[..., str], cfg: RunConfig) -> None:
         raise ConfigError(
             f"{where('model')}: model: expected a mapping of switches, got {type(model).__name__}"
         )
-    allowed_model = (*MODEL_BOOLS, *MODEL_FLOATS, "vad_encoder", "reference", *REFERENCE_DEFAULTS)
+    allowed_model = (*MODEL_BOOLS, *MODEL_FLOATS, *MODEL_CHOICES, "vad_encoder", "reference", *REFERENCE_DEFAULTS)
     for key, value in model.items():
         if key == "reference" or key in REFERENCE_DEFAULTS:  # reference mode: all switches, or one by one
             default = True if key == "reference" else REFERENCE_DEFAULTS[key]
@@ -207,6 +211,10 @@ def _parse_model(model: Any, where: Callable[..., str], cfg: RunConfig) -> None:
             )
         if key in MODEL_BOOLS and not isinstance(value, bool):
             raise ConfigError(f"{where('model', key)}: model.{key}: {value!r}, expected true or false")
+        if key in MODEL_CHOICES and value not in MODEL_CHOICES[key]:
+            raise ConfigError(
+                f"{where('model', key)}: model.{key}: {value!r}, expected one of {', '.join(MODEL_CHOICES[key])}"
+            )
         if key in MODEL_FLOATS:
             value = _as_number(value)
         if key in MODEL_FLOATS and (

@@ -23,6 +23,8 @@ OPERATIONAL_FIELDS = frozenset({"log_every", "checkpoint_every", "keep_last", "d
 
 
 MIXED_PRECISION = ("no", "fp16", "bf16", "auto")
+# Fields added after runs were fingerprinted: ``TrainConfig.to_dict`` leaves them out at these defaults.
+NEW_FIELD_DEFAULTS: dict[str, Any] = {"clip_groups": False}
 
 
 @dataclass
@@ -31,7 +33,9 @@ class TrainConfig:
 
     Give ``max_steps`` (optimizer steps) or ``epochs`` (passes over ``steps_per_epoch`` batches), not both.
     ``lr`` is the learning rate of parameters not in a named group. The schedule is linear decay to 0 at the
-    last step after ``warmup_steps`` of linear warm-up. ``max_grad_norm=0`` disables clipping. Evaluation runs
+    last step after ``warmup_steps`` of linear warm-up. ``max_grad_norm=0`` disables clipping;
+    ``clip_groups=True`` clips each optimizer group to ``max_grad_norm`` separately (and logs
+    ``grad_norm_{group}``, each group's norm before clipping). Evaluation runs
     every ``eval_every`` steps (``None``: only at the end); ``monitor`` names the metric that picks the best
     checkpoint (``mode`` ``"max"`` or ``"min"``) and ``patience`` stops after that many evaluations without
     improvement (``None``: never). ``mixed_precision="auto"`` means fp16 on CUDA and none on CPU.
@@ -58,6 +62,7 @@ class TrainConfig:
     adam_eps: float = 1e-8  # torch's default; the reference's transformers AdamW used 1e-6
     tiebreak: str | None = None  # a second metric that decides between evaluations equal in ``monitor``
     select_metrics: tuple[str, ...] = ()  # also keep ``best-{metric}/`` for each; a gain in any resets patience
+    clip_groups: bool = False  # clip each optimizer group to ``max_grad_norm`` on its own (not one global norm)
 
     def __post_init__(self) -> None:
         def positive(name: str, value: object, allow_none: bool = False) -> None:
@@ -90,6 +95,8 @@ class TrainConfig:
         if isinstance(self.adam_eps, bool) or not isinstance(self.adam_eps, (int, float)) or not self.adam_eps > 0:
             raise ValueError(f"TrainConfig.adam_eps={self.adam_eps!r}: expected a number > 0")
         self.select_metrics = tuple(self.select_metrics)
+        if not isinstance(self.clip_groups, bool):
+            raise ValueError(f"TrainConfig.clip_groups={self.clip_groups!r}: expected True or False")
         if (self.tiebreak or self.select_metrics) and self.monitor is None:
             raise ValueError("TrainConfig.tiebreak and select_metrics need TrainConfig.monitor")
         if self.mode not in ("max", "min"):
@@ -119,8 +126,13 @@ class TrainConfig:
         return total
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``dataclasses.asdict``)."""
-        return asdict(self)
+        """A JSON-ready dict (``dataclasses.asdict``), less the fields of ``NEW_FIELD_DEFAULTS`` while they have
+        their default, so the fingerprints of runs trained before those fields existed do not change."""
+        d = asdict(self)
+        for name, default in NEW_FIELD_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:

@@ -17,13 +17,15 @@ from sevlm_lib.io import atomic_write_text, temp_path
 
 HISTORY_FILE = "history.json"
 LOG_FILE = "log.csv"
+GROUP_NORM_PREFIX = "grad_norm_"  # a step-log column per optimizer group with TrainConfig.clip_groups
 EVAL_FILE = "eval.csv"
 
 
 @dataclass
 class History:
     """What a run logged: per-step rows (``step``, ``epoch``, ``loss``, one column per loss component,
-    ``lr`` and ``lr_{group}``, ``grad_norm``) and evaluation rows (``step``, ``epoch``, the metrics)."""
+    ``lr`` and ``lr_{group}``, ``grad_norm`` and, with ``TrainConfig.clip_groups``, ``grad_norm_{group}``) and
+    evaluation rows (``step``, ``epoch``, the metrics)."""
 
     steps: list[dict[str, float]] = field(default_factory=list)
     evals: list[dict[str, float]] = field(default_factory=list)
@@ -135,15 +137,37 @@ def step_row(
     step: int, epoch: float, numbers: dict[str, float], lrs: Mapping[str, float]
 ) -> dict[str, float]:
     """The log row of one optimizer step: ``step``, ``epoch``, ``loss``, each loss component, ``lr`` (the first
-    group's) and ``lr_{group}`` when there are several groups, ``grad_norm``. A non-finite loss is an error."""
+    group's) and ``lr_{group}`` when there are several groups, ``grad_norm``, then ``grad_norm_{group}`` (each
+    group's norm before clipping) when the trainer clips per group. A non-finite loss is an error."""
     numbers = dict(numbers)
     if not math.isfinite(numbers["loss"]):
         raise FloatingPointError(f"step {step}: the training loss is {numbers['loss']}")
     row: dict[str, float] = {"step": step, "epoch": epoch, "loss": numbers.pop("loss")}
     grad_norm = numbers.pop("grad_norm")
+    group_norms = {k: numbers.pop(k) for k in list(numbers) if k.startswith(GROUP_NORM_PREFIX)}
     row.update(numbers)
     row["lr"] = next(iter(lrs.values()))
     if len(lrs) > 1:
         row.update({f"lr_{name}": lr for name, lr in lrs.items()})
     row["grad_norm"] = grad_norm
+    row.update(group_norms)
     return row
+
+
+def clipped_shares(steps: Any, max_grad_norm: float) -> dict[str, float]:
+    """The share of logged steps whose gradient norm was clipped, per norm column of a step log.
+
+    ``steps``: a :class:`History`, its step rows, or a ``DataFrame`` of them (``log.csv``). Returns
+    ``{"grad_norm": ..., "grad_norm_{group}": ...}``: with one global clip (the default) ``grad_norm`` is the
+    share that counts; with ``TrainConfig.clip_groups`` each ``grad_norm_{group}`` is its group's share
+    (``grad_norm`` is then the norm of all parameters, not a clipping threshold's input).
+    """
+    if isinstance(steps, History):
+        steps = steps.steps
+    frame = steps if isinstance(steps, pd.DataFrame) else pd.DataFrame(list(steps))
+    if not max_grad_norm > 0:
+        raise ValueError(f"clipped_shares: max_grad_norm={max_grad_norm!r}, expected a number > 0 (0: no clipping)")
+    columns = [c for c in frame.columns if c == "grad_norm" or str(c).startswith(GROUP_NORM_PREFIX)]
+    if not columns or frame.empty:
+        raise ValueError("clipped_shares: the log has no step rows with a grad_norm column")
+    return {str(c): float((frame[c] > max_grad_norm).mean()) for c in columns}

@@ -44,6 +44,7 @@ from sevlm_lib.settings import get_settings, seed_everything
 logger = logging.getLogger(__name__)
 
 RESERVED_COLUMNS = frozenset({"step", "epoch", "loss", "lr", "grad_norm"})
+RESERVED_PREFIXES = ("grad_norm_",)  # the per-group norm columns of clip_groups
 ResumeMode = Literal["auto"] | bool
 EvalFn = Callable[[torch.nn.Module], Mapping[str, float]]
 
@@ -83,10 +84,28 @@ def loss_parts(out: Any) -> dict[str, torch.Tensor]:
         )
     parts = {"loss": as_scalar(out.loss, "loss")}
     for name, value in dict(out.losses).items():
-        if name in RESERVED_COLUMNS:
-            raise ValueError(f"model output: a loss component is named {name!r}, a reserved log column")
+        if name in RESERVED_COLUMNS or name.startswith(RESERVED_PREFIXES):
+            raise ValueError(f"model output: a loss component is named {name!r}, a reserved log column (or prefix)")
         parts[name] = as_scalar(value, f"losses[{name!r}]")
     return parts
+
+
+def clip_gradients(
+    accelerator: Any, groups: Sequence[tuple[str, list[torch.Tensor]]], max_norm: float, per_group: bool
+) -> dict[str, torch.Tensor]:
+    """Clip the gradients of the optimizer ``groups`` (``(name, params)``): all with one norm, or each group by
+    its own norm (``per_group``). Returns the norms before clipping: ``grad_norm`` (all parameters) and, per
+    group, ``grad_norm_{name}``."""
+    if not per_group:
+        params = [p for _, group in groups for p in group]
+        return {"grad_norm": as_scalar(accelerator.clip_grad_norm_(params, max_norm), "grad_norm")}
+    accelerator.unscale_gradients()  # once per step (fp16); then plain torch clipping group by group
+    norms = {
+        f"grad_norm_{name}": as_scalar(torch.nn.utils.clip_grad_norm_(params, max_norm), f"grad_norm_{name}")
+        for name, params in groups
+    }
+    total = torch.stack(list(norms.values())).square().sum().sqrt()
+    return {"grad_norm": total, **norms}
 
 
 @dataclass
@@ -146,7 +165,7 @@ class Trainer:
             self.optimizer, linear_schedule(config.warmup_steps, self.total_steps)
         )
         self._model, self._optimizer = self.accelerator.prepare(model, self.optimizer)
-        self._params = [p for g in groups for p in g["params"]]
+        self._group_params = [(g["name"], list(g["params"])) for g in groups]
         self.fingerprint, self._facts = run_identity(
             config, groups, steps_per_epoch, fingerprint_extra, self.total_steps, self.num_processes
         )
@@ -327,12 +346,12 @@ class Trainer:
                 sums[name] = sums[name] + value if name in sums else value
                 counts[name] = counts.get(name, 0) + 1
         max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else float("inf")
-        grad_norm = self.accelerator.clip_grad_norm_(self._params, max_norm)
+        group_norms = clip_gradients(self.accelerator, self._group_params, max_norm, self.config.clip_groups)
         self._optimizer.step()
         lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.scheduler.step()
         values: dict[str, Any] = {name: total / counts[name] for name, total in sums.items()}
-        values["grad_norm"] = as_scalar(grad_norm, "grad_norm")
+        values.update(group_norms)
         values["_lrs"] = lrs
         return values
 

@@ -38,6 +38,7 @@ from sevlm_lib.models.heads import (
     reference_contrastive_loss,
     reference_negative_ids,
 )
+from sevlm_lib.models.negatives import NEGATIVE_PROMPTS, negative_one_rows
 from sevlm_lib.models.vad_encoder import STYLES, LayerCache, VADEncoder, VADEncoderConfig
 from sevlm_lib.models.vision import (
     CLIP_HUB_ID,
@@ -95,7 +96,11 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "truncation": ("explanation", "sequence"),
     "image_transform": ("clip", "reference"),
     "fusion_lr_group": ("vad", "main"),
+    "negative_prompt": NEGATIVE_PROMPTS,
 }
+# Course options that are not reference-mode fields; ``to_dict`` also leaves them out at their defaults, so
+# the saved configs (and run fingerprints) of runs that do not use them stay the same.
+OPTION_DEFAULTS: dict[str, Any] = {"negative_prompt": "own"}
 
 
 @dataclass
@@ -159,6 +164,13 @@ class SEVLMConfig:
     """Which learning rate the fusion layer trains at: ``"vad"`` (with the VAD encoder at ``vad_lr``; the
     course) or ``"main"`` (with the decoder at ``lr``; the reference, where it is part of its GPT-2 model)."""
 
+    # ---- course options (OPTION_DEFAULTS): the default is the paper's and the reference's behaviour ----
+    negative_prompt: str = "own"
+    """Negative 1 (the same artwork's other explanation) is encoded under ``"own"`` prompt (``the emotion is
+    X'`` with the other annotation's emotion; the paper) or under the ``"positive"``'s prompt, so that only the
+    explanation words differ and the prompt cannot give the negative away (``run_name`` suffix ``-closed``;
+    one more decoder pass over the batch's sequences)."""
+
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
@@ -171,7 +183,7 @@ class SEVLMConfig:
     def to_dict(self) -> dict[str, Any]:
         """``asdict``, less the reference-mode fields at their defaults (so default configs are unchanged)."""
         d = asdict(self)
-        for name, default in REFERENCE_DEFAULTS.items():
+        for name, default in {**REFERENCE_DEFAULTS, **OPTION_DEFAULTS}.items():
             if d[name] == default and type(d[name]) is type(default):
                 del d[name]
         if d["vad_encoder"]["style"] != "reference":
@@ -210,7 +222,8 @@ class SEVLMConfig:
     def with_switches(self, **switches: Any) -> SEVLMConfig:
         """A copy with some switches changed: the three additions, loss weights, reference-mode fields, and
         the VAD encoder's style via ``vad_style=`` (``vad_causal=True/False`` is the old boolean form), and a small
-        vision tower's weights via ``tower="random"|"tiny-clip"``."""
+        vision tower's weights via ``tower="random"|"tiny-clip"``, the VAD encoder's width via ``vad_width=``
+        (``VADEncoderConfig.d_model``; 3 is the paper's), and ``negative_prompt="own"|"positive"``."""
         d = self.to_dict()
         plain = {f.name for f in fields(self)} - {"vision", "decoder", "vad_encoder"}
         for k, v in switches.items():
@@ -224,12 +237,14 @@ class SEVLMConfig:
                 d["vad_encoder"]["causal"] = v == "causal"
             elif k == "tower":  # a small tower's weights: "random" or "tiny-clip" (VisionConfig.weights)
                 d["vision"]["weights"] = v
+            elif k == "vad_width":  # the VAD encoder's width (a Linear 3 -> d in, d -> 3 out when d > 3)
+                d["vad_encoder"]["d_model"] = v
             elif k in plain:
                 d[k] = v
             else:
                 raise ValueError(
                     f"unknown switch {k!r}: expected one of {SWITCHES}, loss weights, reference-mode fields "
-                    f"({', '.join(REFERENCE_DEFAULTS)}), vad_style, vad_causal or tower"
+                    f"({', '.join(REFERENCE_DEFAULTS)}), negative_prompt, vad_style, vad_causal, vad_width or tower"
                 )
         return SEVLMConfig.from_dict(d)
 
@@ -443,10 +458,8 @@ class SEVLM(Captioner):
         if image_index is None:
             image_index = torch.arange(ids.shape[0], device=ids.device)
         memory = memory_per_image[image_index]
-        vad_values = batch.get("vad_values")  # passed only when given: subclasses may override embed() without it
-        extra = {} if vad_values is None else {"vad": vad_values}
-        embeds = self.embed(ids, batch["segment_ids"], expl_seg, attn, **extra)
-        hidden = self.decode(embeds, memory, attn if cfg.decoder_padding_mask else None).last_hidden_state
+        vad_values = batch.get("vad_values")
+        hidden = self.text_hidden(batch, memory)
         logits = self.decoder.lm_head(hidden)
         labels = batch["labels"]
         xe = F.cross_entropy(
@@ -472,12 +485,52 @@ class SEVLM(Captioner):
             total = total + cfg.vad_loss_weight * losses["vad"]
         scores = None
         if cfg.contrastive:
-            losses["contrastive"], scores = self._contrastive(batch, memory_per_image, image_index, hidden)
+            losses["contrastive"], scores = self._contrastive(batch, memory_per_image, image_index, hidden, memory)
             total = total + cfg.contrastive_loss_weight * losses["contrastive"]
         return SEVLMOutput(total, losses, logits, hidden, vad_pred, scores)
 
+    def text_hidden(self, batch: dict[str, torch.Tensor], memory: torch.Tensor) -> torch.Tensor:
+        """The decoder's last hidden states ``[N, T, d]`` for the token rows of ``batch`` over ``memory [N, P, d]``
+        (one image memory per row), as in :meth:`forward` (``vad_values`` used when the batch has it)."""
+        ids, attn = batch["input_ids"], batch["attention_mask"]
+        vad_values = batch.get("vad_values")  # passed only when given: subclasses may override embed() without it
+        extra = {} if vad_values is None else {"vad": vad_values}
+        embeds = self.embed(ids, batch["segment_ids"], batch["explanation_segment"], attn, **extra)
+        mask = attn if self.config.decoder_padding_mask else None
+        return self.decode(embeds, memory, mask).last_hidden_state
+
+    def span_embeddings(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The contrastive head's emotion and explanation embeddings ``[N, d]`` (``embedding_spans``)."""
+        if self.config.embedding_spans == "course":
+            return masked_mean(hidden, batch["emotion_mask"]), masked_mean(hidden, batch["explanation_mask"])
+        k = self.config.reference_offset
+        if hidden.shape[1] <= k:
+            raise ValueError(
+                f"embedding_spans='offset': sequences of {hidden.shape[1]} positions have no explanation "
+                f"after position {k} (reference_offset)"
+            )
+        return hidden[:, :k].mean(1), hidden[:, k:].mean(1)
+
+    def negative_one_explanations(
+        self, batch: dict[str, torch.Tensor], memory: torch.Tensor, explanation: torch.Tensor
+    ) -> torch.Tensor:
+        """Negative 1's explanation embeddings ``[N, d]``: the partner's (``negative_prompt="own"``), or the
+        partner's explanation segment re-encoded under each positive's prompt (``"positive"``)."""
+        if self.config.negative_prompt == "own":
+            return explanation[batch["pair_index"]]
+        cfg = self.config
+        rows = negative_one_rows(
+            batch, "positive", pad_id=cfg.pad_id, explanation_segment_id=cfg.explanation_segment_id
+        )
+        return self.span_embeddings(self.text_hidden(rows, memory), rows)[1]
+
     def _contrastive(
-        self, batch: dict[str, torch.Tensor], memory: torch.Tensor, image_index: torch.Tensor, hidden: torch.Tensor
+        self,
+        batch: dict[str, torch.Tensor],
+        memory: torch.Tensor,
+        image_index: torch.Tensor,
+        hidden: torch.Tensor,
+        row_memory: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n_images, n_seq = memory.shape[0], hidden.shape[0]
         expected = torch.arange(n_images, device=hidden.device).repeat_interleave(2)
@@ -488,19 +541,9 @@ class SEVLM(Captioner):
             )
         cfg = self.config
         image = memory.mean(1)[image_index]
-        if cfg.embedding_spans == "course":
-            emotion = masked_mean(hidden, batch["emotion_mask"])
-            explanation = masked_mean(hidden, batch["explanation_mask"])
-        else:
-            k = cfg.reference_offset
-            if hidden.shape[1] <= k:
-                raise ValueError(
-                    f"embedding_spans='offset': sequences of {hidden.shape[1]} positions have no explanation "
-                    f"after position {k} (reference_offset)"
-                )
-            emotion, explanation = hidden[:, :k].mean(1), hidden[:, k:].mean(1)
+        emotion, explanation = self.span_embeddings(hidden, batch)
         pos = self.scorer(image, emotion, explanation)
-        neg_emotion = self.scorer(image, emotion, explanation[batch["pair_index"]])
+        neg_emotion = self.scorer(image, emotion, self.negative_one_explanations(batch, row_memory, explanation))
         if cfg.visual_negatives == "derangement":
             other = derangement(n_images).to(hidden.device)
             slot = torch.arange(n_seq, device=hidden.device) % 2
@@ -514,18 +557,26 @@ class SEVLM(Captioner):
             return reference_contrastive_loss(pos, neg_emotion, neg_visual, cfg.contrastive_eps), scores
         return contrastive_loss(pos, neg_emotion, neg_visual), scores
 
-    def parameter_groups(self, lr: float = 2e-5, vad_lr: float = 4e-5) -> list[dict[str, Any]]:
+    def parameter_groups(self, lr: float = 2e-5, vad_lr: float = 4e-5, *, heads: bool = False) -> list[dict[str, Any]]:
         """AdamW groups: the VAD path (encoder + fusion) at ``vad_lr``, everything else trainable at ``lr``.
 
         With ``fusion_lr_group="main"`` (reference mode) only the VAD encoder is in the ``vad`` group.
+        ``heads=True`` moves the contrastive scorer and the VAD head (those switched on) out of ``main`` into
+        a ``heads`` group, also at ``lr``: with ``TrainConfig.clip_groups`` each group is clipped on its own.
         """
-        vad_ids = set()
+        vad_ids: set[int] = set()
         if self.config.vad_fusion:
             vad_path = (self.vad_encoder, self.fusion) if self.config.fusion_lr_group == "vad" else (self.vad_encoder,)
             vad_ids = {id(p) for m in vad_path for p in m.parameters()}
-        main = [p for p in self.parameters() if p.requires_grad and id(p) not in vad_ids]
+        head_ids: set[int] = set()
+        if heads:
+            modules = [getattr(self, n) for n in ("scorer", "vad_head") if hasattr(self, n)]
+            head_ids = {id(p) for m in modules for p in m.parameters() if p.requires_grad}
+        main = [p for p in self.parameters() if p.requires_grad and id(p) not in vad_ids | head_ids]
         groups = [{"name": "main", "params": main, "lr": lr}]
         if vad_ids:
             vad = [p for p in self.parameters() if id(p) in vad_ids]
             groups.append({"name": "vad", "params": vad, "lr": vad_lr})
+        if head_ids:
+            groups.append({"name": "heads", "params": [p for p in self.parameters() if id(p) in head_ids], "lr": lr})
         return groups

@@ -6,6 +6,11 @@ non-causal encoder lets every teacher-forced position peek at the VAD of *later*
 forces decoding to recompute the whole VAD path at every step. With a causal encoder each new token's VAD
 is one table lookup plus one incremental step with a key/value cache, exactly like the decoder's.
 
+``d_model`` 3 is the paper's width, and a narrow one: a post-norm layer's output then lies on a circle
+(:func:`layernorm_circle`). ``VADEncoderConfig(d_model=8)`` (``with_switches(vad_width=8)``) runs the layers
+``d_model`` wide between a ``Linear(3, d_model)`` input projection and a ``Linear(d_model, 3)`` output
+projection, so the fusion layer still receives 3 values; at 3 both projections are identities.
+
 ``VADEncoderConfig.style`` picks one of three encoders:
 
 * ``"causal"`` (default): the course's layer (as ``nn.TransformerEncoderLayer``: attention with an output
@@ -179,6 +184,33 @@ class VADEncoder(nn.Module):
             x = x + y
             new_cache.append(kv)
         return self.out_proj(x), new_cache
+
+
+def layernorm_circle(
+    x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where vectors ``x [..., d]`` lie relative to the LayerNorm constraint: ``(mean, norm)`` over the last
+    dimension of ``(x - bias) / weight`` (the LayerNorm's affine undone; identity when not given).
+
+    A post-LayerNorm output (before its affine) has mean 0 and norm ``sqrt(d)`` (up to LayerNorm's ``eps``).
+    For ``d = 3``, the paper's VAD encoder, that leaves one degree of freedom: every output vector lies on a
+    circle, the plane ``x + y + z = 0`` cut by the sphere of radius ``sqrt(3)`` (after the affine, an
+    ellipse), so the 3-vector the fusion layer receives is an angle, not three numbers. A wider encoder
+    (``VADEncoderConfig(d_model > 3)``) projects its ``d``-wide output back to 3 with a ``Linear`` and is not
+    so constrained.
+    """
+    if weight is not None:
+        x = x - (bias if bias is not None else 0.0)
+        x = x / weight
+    return x.mean(-1), x.norm(dim=-1)
+
+
+def encoder_output_norm(encoder: VADEncoder) -> nn.LayerNorm | None:
+    """The LayerNorm whose output a :class:`VADEncoder` returns unchanged (``d_model = 3``, not the reference
+    style, whose outer residual adds the layer's input back), or ``None`` when its output is not one."""
+    if encoder.cfg.d_model != 3 or encoder.cfg.style == "reference":
+        return None
+    return encoder.layers[-1].norm2
 
 
 # The reference's parameter names (its ``Transformer`` module) -> this module's, for a reference-style encoder.

@@ -50,7 +50,7 @@ def plot_loss_curves(
     """One line per loss component against the training step.
 
     ``history_or_frame``: a :class:`sevlm_lib.engine.History` or its ``to_frame()``. ``components``: the
-    columns to draw (default: ``loss`` and every component the model logged, no ``lr``/``grad_norm``).
+    columns to draw (default: ``loss`` and every component the model logged, no ``lr``/``grad_norm`` columns).
     ``smooth`` in [0, 1): EMA weight; the raw curves are drawn faintly behind the smoothed ones.
     ``metrics``: evaluation metrics (from a History) drawn with markers on a second y axis.
     Returns the Axes (the metrics axis is ``ax.right_ax`` when drawn).
@@ -61,7 +61,9 @@ def plot_loss_curves(
             f"plot_loss_curves: the step log has no 'step' column (columns: {list(steps.columns)})"
         )
     if components is None:
-        components = [c for c in steps.columns if c not in _NOT_LOSSES and not str(c).startswith("lr_")]
+        components = [
+            c for c in steps.columns if c not in _NOT_LOSSES and not str(c).startswith(("lr_", "grad_norm_"))
+        ]
     missing = [c for c in components if c not in steps.columns]
     if missing:
         raise KeyError(
