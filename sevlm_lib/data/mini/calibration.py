@@ -121,12 +121,14 @@ def check_rare_args(rare_words: object, rare_train_rate: object) -> None:
     """``rare_words`` a bool; ``rare_train_rate`` a number in [0, 1), and above 0 only with ``rare_words``."""
     if not isinstance(rare_words, (bool, np.bool_)):
         raise TypeError(f"rare_words: expected True or False, got {type(rare_words).__name__} {rare_words!r}")
-    rate = _need_real("rare_train_rate", rare_train_rate, 0.0, 1.0)
-    if rate >= 1.0:
-        raise ValueError(
-            "rare_train_rate: expected a number in [0, 1) (the share of training explanations that also use "
-            f"held-out words; 1 would make them common), got {rate!r}"
+    span = "a number in [0, 1) (the share of training explanations that also use held-out words)"
+    if not _is_real(rare_train_rate):
+        raise TypeError(
+            f"rare_train_rate: expected {span}, got {type(rare_train_rate).__name__} {rare_train_rate!r}"
         )
+    rate = float(rare_train_rate)  # type: ignore[arg-type]
+    if not (math.isfinite(rate) and 0.0 <= rate < 1.0):
+        raise ValueError(f"rare_train_rate: expected {span}, got {rate!r}")
     if rate > 0 and not rare_words:
         raise ValueError(
             f"rare_train_rate={rate!r} only applies with rare_words=True (the held-out words of the rare-words "

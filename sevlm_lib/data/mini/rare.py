@@ -37,12 +37,29 @@ import pandas as pd
 from sevlm_lib.data.artemis import COURSE_SPLIT_SEED, split_artemis
 from sevlm_lib.data.mini.annotators import FeelingVocabulary
 from sevlm_lib.data.mini.artworks import Artwork
-from sevlm_lib.data.mini.text import FEELING_WORDS, HELD_OUT_FEELING_WORDS
+from sevlm_lib.data.mini.text import _HUE_NAMES, FEELING_WORDS, HELD_OUT_FEELING_WORDS, TEMPLATES
+from sevlm_lib.data.mini.world import MOTIFS, SHAPES
 
 HELD_OUT_SPLITS: tuple[str, ...] = ("val", "test")
 RARE_MINI_DIR_NAME = "artemis_mini_rare"  # the folder of the rare-words condition, next to ``artemis_mini``
-_SWAP_STREAM = 3  # SeedSequence(seed).spawn(4)[3]: the generator's streams 0-2 are artworks, pictures, annotators
+_SWAP_STREAM = (
+    3  # SeedSequence(seed).spawn(4)[3]: the generator's streams 0-2 are artworks, pictures, annotators
+)
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
+_SLOT = re.compile(r"\{[a-z_0-9]+\}")
+
+
+def _description_words() -> frozenset[str]:
+    """Words the grammar uses outside the feeling-word slots: templates, colour names, motifs, shapes."""
+    texts = [_SLOT.sub(" ", t) for pool in TEMPLATES.values() for t in pool]
+    texts += [name for _, name in _HUE_NAMES] + ["black white grey dark pale muted bright brown"]
+    texts += [f"{m.article} {m.phrase} {m.backdrop}" for m in MOTIFS] + [s.phrase for s in SHAPES]
+    return frozenset(w for text in texts for w in _WORD.findall(text))
+
+
+#: Words of the descriptions (``dark`` green, ``soft`` round shapes, ``empty`` room, ...): a feeling word among
+#: them cannot be told from a feeling-word slot in an explanation, so :func:`rare_word_share` leaves them out.
+DESCRIPTION_WORDS: frozenset[str] = _description_words()
 
 
 @dataclass(frozen=True)
@@ -77,7 +94,9 @@ def held_out_params(vocab: FeelingVocabulary, train_rate: float) -> dict[str, An
     }
 
 
-def held_out_artworks(artworks: Sequence[Artwork], seed: int = COURSE_SPLIT_SEED) -> frozenset[tuple[str, str]]:
+def held_out_artworks(
+    artworks: Sequence[Artwork], seed: int = COURSE_SPLIT_SEED
+) -> frozenset[tuple[str, str]]:
     """The (art_style, painting) keys that ``split_artemis(df, seed)`` puts in validation or test."""
     frame = pd.DataFrame(
         {
@@ -110,7 +129,8 @@ def rare_word_share(
 
     ``annotations`` has ``utterance`` and ``split`` columns (``CourseData.annotations``, or
     ``split_artemis(load_artemis(csv))``). Feeling words are those of ``feeling_words`` (default: the
-    generator's :data:`FEELING_WORDS` and :data:`HELD_OUT_FEELING_WORDS`). Returns, per split of ``splits``
+    generator's :data:`FEELING_WORDS` and :data:`HELD_OUT_FEELING_WORDS`, less the :data:`DESCRIPTION_WORDS`
+    such as ``dark`` or ``empty`` that the descriptions of colours and motifs use too). Returns, per split of ``splits``
     and for all of them together (``"all"``): ``feeling_tokens`` (feeling-word tokens of its explanations),
     ``rare_tokens`` and ``rare_share`` (those whose word occurs fewer than ``k`` times in the training
     explanations), ``absent_share`` (never), and ``held_out_share`` (held-out words among them); plus ``k``
@@ -129,7 +149,10 @@ def rare_word_share(
         raise TypeError(f"splits: expected a sequence of split names, got the string {splits!r}")
     if isinstance(feeling_words, str):
         raise TypeError(f"feeling_words: expected a collection of words, got the string {feeling_words!r}")
-    vocab = set(FEELING_WORDS) | set(HELD_OUT_FEELING_WORDS) if feeling_words is None else set(feeling_words)
+    if feeling_words is None:
+        vocab = (set(FEELING_WORDS) | set(HELD_OUT_FEELING_WORDS)) - DESCRIPTION_WORDS
+    else:
+        vocab = set(feeling_words)
     if not vocab:
         raise ValueError("feeling_words: expected a non-empty collection of words, got an empty one")
     held = set(HELD_OUT_FEELING_WORDS)
@@ -138,7 +161,7 @@ def rare_word_share(
     def summary(tokens: list[str]) -> dict[str, Any]:
         n = len(tokens)
         rare = sum(train_counts[w] < k for w in tokens)
-        share = (lambda m: m / n if n else float("nan"))  # noqa: E731
+        share = lambda m: m / n if n else float("nan")  # noqa: E731
         return {
             "feeling_tokens": n,
             "rare_tokens": rare,
