@@ -42,9 +42,9 @@ from sevlm_lib.data.mini.world import MOTIFS, SHAPES
 
 HELD_OUT_SPLITS: tuple[str, ...] = ("val", "test")
 RARE_MINI_DIR_NAME = "artemis_mini_rare"  # the folder of the rare-words condition, next to ``artemis_mini``
-_SWAP_STREAM = (
-    3  # SeedSequence(seed).spawn(4)[3]: the generator's streams 0-2 are artworks, pictures, annotators
-)
+# The word swaps draw from SeedSequence(seed).spawn(4)[3]; build_artemis_mini spawns streams 0-2 (pictures,
+# annotators), so the swaps never disturb them.
+_SWAP_STREAM = 3
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
 _SLOT = re.compile(r"\{[a-z_0-9]+\}")
 
@@ -73,10 +73,6 @@ class HeldOutWords:
     def rate(self, artwork: Artwork) -> float:
         """The share of ``artwork``'s explanations that use held-out words."""
         return 1.0 if (artwork.art_style, artwork.painting) in self.artworks else self.train_rate
-
-    def params(self) -> dict[str, Any]:
-        """What ``generator.json`` records under ``rare_words``."""
-        return held_out_params(self.vocab, self.train_rate)
 
     def swap_seeds(self, seed: int, n_artworks: int) -> list[np.random.SeedSequence]:
         """One seed per artwork for the word swaps, independent of the generator's other streams."""
