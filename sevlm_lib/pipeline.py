@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -39,7 +39,7 @@ from sevlm_lib.data.datasets import (
     feature_bank,
     load_pixel_bank,
 )
-from sevlm_lib.data.mini import ensure_artemis_mini, mini_image_root
+from sevlm_lib.data.mini import IMAGES_DIR, ensure_artemis_mini, mini_image_root
 from sevlm_lib.emotions import EMOTIONS
 from sevlm_lib.engine.checkpoint import (
     BEST_DIR,
@@ -107,6 +107,8 @@ class CourseData:
     image_style: str = "clip"  # how images were turned into tensors (models.vision.image_transform)
     # frozen-tower feature banks of ``images``, by a hash of the tower's weights: encoded once, shared by runs
     feature_banks: dict[str, TensorBank] = field(default_factory=dict, repr=False)
+    # where the images were read from (None: the profile's usual root, ``image_root_for(settings)``)
+    image_root: Path | None = None
 
     @property
     def profile(self) -> str:
@@ -162,6 +164,8 @@ def load_course_data(
     tokenizer: Any = None,
     image_style: str = "clip",
     progress: bool | None = None,
+    mini_options: Mapping[str, Any] | None = None,
+    tokenizer_words: Sequence[str] = (),
 ) -> CourseData:
     """Load annotations, splits, tokenizer, lexicon and images for the settings' profile.
 
@@ -169,21 +173,45 @@ def load_course_data(
     held in memory. full: the ArtEmis CSV and WikiArt images from settings, GPT-2's tokenizer, images read
     lazily (or use the CLIP feature cache). Utterances under 5 or over 30 words are dropped as in ArtEmis's
     preprocessing, and the counts are reported in ``dropped``.
+
+    ``mini_options`` (tiny profile only) go to :func:`~sevlm_lib.data.mini.ensure_artemis_mini`: e.g.
+    ``{"rare_words": True}`` loads the rare-words condition (its own folder, ``artemis_mini_rare``), whose
+    validation and test explanations use feeling words the training explanations do not, side by side with
+    the normal data. Its tokenizer is trained on its own training explanations, as always.
+
+    ``tokenizer_words`` (tiny profile): words the tiny BPE must also know as whole tokens although the
+    training explanations may lack them (e.g. ``mini.HELD_OUT_FEELING_WORDS``), as GPT-2's BPE knows words
+    from outside ArtEmis (``tiny_tokenizer(..., extra_words=...)``); only the tokenizer sees them. Without
+    them such words are split into pieces that have no VAD of their own (or a wrong one).
     """
 
     settings = settings or get_settings()
     progress = (not settings.quiet) if progress is None else progress
+    if mini_options is not None and not isinstance(mini_options, Mapping):
+        raise TypeError(f"mini_options: expected None or a dict of ensure_artemis_mini arguments, got {mini_options!r}")
+    if isinstance(tokenizer_words, str) or not all(isinstance(w, str) and w.strip() for w in tokenizer_words):
+        raise TypeError(f"tokenizer_words: expected a sequence of non-empty words, got {tokenizer_words!r}")
+    if tokenizer_words and (settings.profile != "tiny" or tokenizer is not None):
+        raise ValueError(
+            "tokenizer_words: only the tiny profile's tokenizer is trained here (this call "
+            + ("passes its own tokenizer)" if tokenizer is not None else f"uses SEVLM_PROFILE={settings.profile!r})")
+        )
     if settings.profile == "tiny":
-        csv = ensure_artemis_mini(settings)
-        image_root = mini_image_root(settings)
+        csv = ensure_artemis_mini(settings, **dict(mini_options or {}))
+        image_root = csv.parent / IMAGES_DIR
         image_size = image_size or tiny_config().vision.image_size
+    elif mini_options:
+        raise ValueError(
+            f"mini_options={dict(mini_options)!r}: ArtEmis-mini options apply to the tiny profile only "
+            f"(this is SEVLM_PROFILE={settings.profile!r}, which reads ArtEmis)"
+        )
     else:
         csv = settings.artemis_csv
         image_root = settings.wikiart_dir
         image_size = image_size or full_config().vision.image_size
     raw = artemis.load_artemis(csv)
     df, dropped = _filter_lengths(raw)
-    df = artemis.split_artemis(df, seed=2021)
+    df = artemis.split_artemis(df, seed=artemis.COURSE_SPLIT_SEED)
     hist = artemis.emotion_histograms(df)
     split_of = df.drop_duplicates(["art_style", "painting"]).set_index(["art_style", "painting"])["split"]
     hist["split"] = [split_of[(a, p)] for a, p in zip(hist["art_style"], hist["painting"], strict=True)]
@@ -193,7 +221,8 @@ def load_course_data(
     if tokenizer is not None:  # e.g. a checkpoint's own: nothing is trained or fetched
         pass
     elif settings.profile == "tiny":
-        tokenizer = tiny_tokenizer(list(df.loc[df["split"] == "train", "utterance"]), settings.cache_dir)
+        texts = list(df.loc[df["split"] == "train", "utterance"])
+        tokenizer = tiny_tokenizer(texts, settings.cache_dir, extra_words=tokenizer_words)
     else:
         tokenizer = load_gpt2_tokenizer()
     builder = SequenceBuilder(tokenizer, max_len=max_len)
@@ -207,7 +236,18 @@ def load_course_data(
     else:
         images = LazyImages(resolver, transform)
     return CourseData(
-        settings, df, hist, tokenizer, builder, lexicon, token_vad, images, image_size, dropped, image_style
+        settings,
+        df,
+        hist,
+        tokenizer,
+        builder,
+        lexicon,
+        token_vad,
+        images,
+        image_size,
+        dropped,
+        image_style,
+        image_root=Path(image_root),
     )
 
 
@@ -683,7 +723,7 @@ def image_root_for(settings: Settings) -> Path:
 
 def artwork_images(data: CourseData, keys: Sequence[ArtworkKey]) -> list[Any]:
     """The original images (RGB ``PIL.Image``) of some artworks, read from disk."""
-    resolver = artemis.ImageResolver(image_root_for(data.settings))
+    resolver = artemis.ImageResolver(data.image_root or image_root_for(data.settings))
     paths = resolver.check(pd.DataFrame(list(keys), columns=["art_style", "painting"]))
     return [artemis.open_image(paths[k]) for k in keys]
 

@@ -91,8 +91,24 @@ def tokenizer_fingerprint(texts: Sequence[str], vocab_size: int, min_frequency: 
     return h.hexdigest()[:12]
 
 
-def tiny_tokenizer(texts: Sequence[str], cache_dir: Path, vocab_size: int = 1200, min_frequency: int = 2) -> PreTrainedTokenizerFast:
-    """The tiny tokenizer for ``texts``, trained once and cached under ``{cache_dir}/tokenizers/``."""
+def tiny_tokenizer(
+    texts: Sequence[str],
+    cache_dir: Path,
+    vocab_size: int = 1200,
+    min_frequency: int = 2,
+    extra_words: Iterable[str] = (),
+) -> PreTrainedTokenizerFast:
+    """The tiny tokenizer for ``texts``, trained once and cached under ``{cache_dir}/tokenizers/``.
+
+    ``extra_words``: words to learn as whole tokens although ``texts`` may lack them (the rare-words
+    condition's held-out feeling words): each is added to the corpus twice as ``"feels {word}"`` (so the
+    token has the leading space it has inside an explanation) and ``vocab_size`` grows by 4 a word (an upper
+    bound: BPE stops when no pair occurs ``min_frequency`` times).
+    """
+    words = sorted({w.strip().lower() for w in extra_words})
+    if words:
+        texts = [*texts, *[f"feels {w}" for w in words] * 2]
+        vocab_size += 4 * len(words)
     folder = Path(cache_dir) / "tokenizers" / f"tiny-{tokenizer_fingerprint(texts, vocab_size, min_frequency)}"
     if (folder / "tokenizer.json").is_file():
         return PreTrainedTokenizerFast.from_pretrained(folder)

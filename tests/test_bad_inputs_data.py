@@ -352,6 +352,25 @@ def test_nrc_path_that_is_a_folder_names_it(tmp_path: Path) -> None:
             ValueError,
             r"calibration\.palette_scale\[1\]: expected a number >= 0, got nan",
         ),
+        ({"rare_words": "yes"}, TypeError, r"rare_words: expected True or False, got str 'yes'"),
+        ({"rare_words": 1}, TypeError, r"rare_words: expected True or False, got int 1"),
+        (
+            {"rare_words": True, "rare_train_rate": "0.1"},
+            TypeError,
+            r"rare_train_rate: expected a number in \[0, 1\)",
+        ),
+        (
+            {"rare_words": True, "rare_train_rate": 1.0},
+            ValueError,
+            r"rare_train_rate: expected a number in \[0, 1\).*got 1\.0",
+        ),
+        ({"rare_words": True, "rare_train_rate": -0.1}, ValueError, r"rare_train_rate: expected .*got -0\.1"),
+        (
+            {"rare_words": True, "rare_train_rate": float("nan")},
+            ValueError,
+            r"rare_train_rate: expected .*got nan",
+        ),
+        ({"rare_train_rate": 0.05}, ValueError, r"rare_train_rate=0\.05 only applies with rare_words=True"),
     ],
 )
 def test_make_artemis_mini_checks_its_arguments_before_any_work(
@@ -378,3 +397,52 @@ def test_make_artemis_mini_out_dir_type(tmp_path: Path) -> None:
 
 def test_valid_numpy_integer_arguments_are_accepted() -> None:
     mini.check_mini_args(np.int64(10), np.uint32(3), None, np.int8(2), mini.MiniCalibration())
+
+
+def test_rare_word_share_rejects_bad_inputs() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"utterance": ["it feels calm"], "split": ["train"]})
+    with pytest.raises(TypeError, match="annotations: expected a pandas DataFrame"):
+        mini.rare_word_share([("it feels calm", "train")])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"annotations: missing column\(s\) \['split'\]"):
+        mini.rare_word_share(frame[["utterance"]])
+    with pytest.raises(ValueError, match="k: expected an integer >= 1, got 0"):
+        mini.rare_word_share(frame, k=0)
+    with pytest.raises(TypeError, match="splits: expected a sequence of split names"):
+        mini.rare_word_share(frame, splits="val")
+    with pytest.raises(TypeError, match="feeling_words: expected a collection of words"):
+        mini.rare_word_share(frame, feeling_words="calm")
+    with pytest.raises(ValueError, match="feeling_words: expected a non-empty collection"):
+        mini.rare_word_share(frame, feeling_words=[])
+
+
+def test_load_course_data_mini_options_are_checked_before_any_work(tmp_path: Path) -> None:
+    from sevlm_lib.pipeline import load_course_data
+
+    tiny = Settings.from_env().with_(data_dir=tmp_path, profile="tiny")
+    with pytest.raises(TypeError, match="mini_options: expected None or a dict"):
+        load_course_data(tiny, mini_options="rare_words")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"ensure_artemis_mini: unexpected arguments \['rare'\]"):
+        load_course_data(tiny, mini_options={"rare": True})
+    with pytest.raises(TypeError, match="rare_words: expected True or False"):
+        load_course_data(tiny, mini_options={"rare_words": "on"})
+    full = tiny.with_(profile="full")
+    with pytest.raises(ValueError, match="ArtEmis-mini options apply to the tiny profile only"):
+        load_course_data(full, mini_options={"rare_words": True})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_course_data_tokenizer_words_are_checked_before_any_work(tmp_path: Path) -> None:
+    from sevlm_lib.pipeline import load_course_data
+
+    tiny = Settings.from_env().with_(data_dir=tmp_path, profile="tiny")
+    with pytest.raises(TypeError, match="tokenizer_words: expected a sequence of non-empty words"):
+        load_course_data(tiny, tokenizer_words="placid")
+    with pytest.raises(TypeError, match="tokenizer_words: expected a sequence of non-empty words"):
+        load_course_data(tiny, tokenizer_words=["placid", ""])
+    with pytest.raises(ValueError, match="tokenizer_words: only the tiny profile's tokenizer"):
+        load_course_data(tiny.with_(profile="full"), tokenizer_words=["placid"])
+    with pytest.raises(ValueError, match="passes its own tokenizer"):
+        load_course_data(tiny, tokenizer=object(), tokenizer_words=["placid"])
+    assert list(tmp_path.iterdir()) == []

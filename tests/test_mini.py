@@ -15,9 +15,16 @@ from PIL import Image
 
 from sevlm_lib import baselines
 from sevlm_lib.data import mini
-from sevlm_lib.data.artemis import ImageResolver, emotion_histograms, load_artemis, split_artemis
+from sevlm_lib.data.artemis import (
+    COURSE_SPLIT_SEED,
+    ImageResolver,
+    emotion_histograms,
+    load_artemis,
+    split_artemis,
+)
 from sevlm_lib.emotions import EMOTIONS, NEGATIVE_EMOTIONS, POSITIVE_EMOTIONS, SOMETHING_ELSE
 from sevlm_lib.settings import Settings
+from sevlm_lib.vad import Lexicon
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -270,3 +277,198 @@ def test_logistic_regression_is_seeded_and_learns():
     assert np.allclose(m3.weights, m4.weights)
     with pytest.raises(ValueError, match="labels"):
         baselines.fit_logistic_regression(X, y + 5, 4)
+
+
+# ------------------------------------------------------------------------------------------------ rare words
+
+# sha256 of a 200-artwork, seed-7 generation by the generator as it was before the rare-words option
+# (commit b10edc1): with the option off the text files must stay byte for byte the same.
+BEFORE_RARE_WORDS = {
+    mini.CSV_NAME: "5043c4abe971117ace45faeca97a6e9bdbae0366d5f766c653308de5e19781dd",
+    mini.README_NAME: "8d2ed7b935d5b2f56de1d6a4ad4f6ac75e7423413cc9a610635785b6c54dfcee",
+    mini.GENERATOR_JSON: "cf01538395c6c2f985e8ad92eca1fb6c7d65eb553b180c3ce4b5a1c6d4785826",
+}
+N_RARE = 200
+
+
+@pytest.fixture(scope="session")
+def normal_200(lexicon) -> dict[str, bytes]:
+    return mini.build_artemis_mini(N_RARE, 7, lexicon)
+
+
+@pytest.fixture(scope="session")
+def rare_200(lexicon) -> dict[str, bytes]:
+    return mini.build_artemis_mini(N_RARE, 7, lexicon, rare_words=True)
+
+
+def _split_rows(files: dict[str, bytes], path: Path):
+    """The generated CSV, loaded and split as ``pipeline.load_course_data`` does."""
+    path.write_bytes(files[mini.CSV_NAME])
+    return split_artemis(load_artemis(path), seed=COURSE_SPLIT_SEED)
+
+
+def _words(text: str) -> set[str]:
+    return set(Lexicon.words(text))
+
+
+def test_rare_words_off_is_byte_identical_to_before(normal_200, lexicon):
+    for name, digest in BEFORE_RARE_WORDS.items():
+        assert hashlib.sha256(normal_200[name]).hexdigest() == digest, name
+    assert mini.build_artemis_mini(N_RARE, 7, lexicon, rare_words=False, rare_train_rate=0.0) == normal_200
+    assert "rare_words" not in json.loads(normal_200[mini.GENERATOR_JSON])
+
+
+def test_rare_words_is_deterministic_and_changes_only_held_out_feeling_words(
+    normal_200, rare_200, lexicon, tmp_path
+):
+    assert mini.build_artemis_mini(N_RARE, 7, lexicon, rare_words=True) == rare_200
+    assert (
+        rare_200[mini.CSV_NAME] != mini.build_artemis_mini(N_RARE, 8, lexicon, rare_words=True)[mini.CSV_NAME]
+    )
+    # pictures are the same; generator.json and the datasheet record the condition
+    assert {k: v for k, v in rare_200.items() if k.endswith(".png")} == {
+        k: v for k, v in normal_200.items() if k.endswith(".png")
+    }
+    recorded = json.loads(rare_200[mini.GENERATOR_JSON])["rare_words"]
+    assert recorded["held_out_splits"] == ["val", "test"] and recorded["split_seed"] == COURSE_SPLIT_SEED
+    assert recorded["train_rate"] == 0.0 and recorded["n_held_out_words"] >= 150
+    assert "Rare-words condition" in rare_200[mini.README_NAME].decode()
+    normal, rare = _split_rows(normal_200, tmp_path / "n.csv"), _split_rows(rare_200, tmp_path / "r.csv")
+    # the generator's held-out artworks are exactly the course split's validation and test artworks
+    arts = mini.sample_artworks(N_RARE, 7, mini.MiniCalibration(), min(8, max(1, N_RARE // 100)))
+    held = rare[rare["split"].isin(["val", "test"])]
+    assert mini.held_out_artworks(arts) == set(zip(held["art_style"], held["painting"], strict=True))
+    assert len(held) > 0
+    # same artworks, labels and split; only the feeling words of validation and test explanations differ
+    cols = ["art_style", "painting", "emotion", "repetition", "split"]
+    assert normal[cols].equals(rare[cols])
+    is_held = rare["split"].isin(["val", "test"]).to_numpy()
+    assert normal["utterance"][~is_held].equals(rare["utterance"][~is_held])
+    common = set(mini.FEELING_WORDS) - mini.DESCRIPTION_WORDS
+    held_out = set(mini.HELD_OUT_FEELING_WORDS)
+    for before, after in zip(normal["utterance"][is_held], rare["utterance"][is_held], strict=True):
+        assert not _words(after) & common, after
+        assert _words(after) & held_out or before == after  # (some templates have no feeling word)
+        assert len(before.split()) == len(after.split())
+    for text in rare["utterance"][~is_held]:
+        assert not _words(text) & held_out
+    # the held-out words carry the VAD of the words they replace (same perceived VAD, same emotion)
+    valence_before = [lexicon.mean_vad(" ".join(_words(t) & common)) for t in normal["utterance"][is_held]]
+    valence_after = [lexicon.mean_vad(" ".join(_words(t) & held_out)) for t in rare["utterance"][is_held]]
+    pairs = [(b[0], a[0]) for b, a in zip(valence_before, valence_after, strict=True) if a and b]
+    assert len(pairs) > 100 and np.corrcoef(np.array(pairs).T)[0, 1] > 0.8
+
+
+def test_rare_word_share_tells_the_conditions_apart(normal_200, rare_200, lexicon, tmp_path):
+    normal = mini.rare_word_share(_split_rows(normal_200, tmp_path / "n.csv"), k=5)
+    rare = mini.rare_word_share(_split_rows(rare_200, tmp_path / "r.csv"), k=5)
+    assert normal["k"] == 5 and set(normal) == {"k", "val", "test", "all", "train"}
+    # (200 artworks give little training text, so some common feeling words are rare there too)
+    assert normal["all"]["feeling_tokens"] > 100 and normal["all"]["rare_share"] < 0.35
+    assert normal["all"]["absent_share"] < 0.1
+    assert normal["all"]["held_out_share"] == 0.0 and normal["train"]["held_out_share"] == 0.0
+    assert rare["all"]["held_out_share"] == 1.0 and rare["all"]["absent_share"] == 1.0
+    assert rare["val"]["rare_share"] == rare["test"]["rare_share"] == 1.0
+    assert rare["train"]["held_out_share"] == 0.0
+    # a small share of training explanations may use the held-out words too: rare, no longer absent
+    leaky = mini.build_artemis_mini(N_RARE, 7, lexicon, rare_words=True, rare_train_rate=0.05)
+    df = _split_rows(leaky, tmp_path / "l.csv")
+    some = mini.rare_word_share(df, k=5)
+    assert 0.01 < some["train"]["held_out_share"] < 0.1
+    assert some["all"]["absent_share"] < 1.0 and some["all"]["rare_share"] > 0.5
+    assert json.loads(leaky[mini.GENERATOR_JSON])["rare_words"]["train_rate"] == 0.05
+    assert "rare in training" in leaky[mini.README_NAME].decode()
+
+
+def test_rare_word_share_counts_by_hand():
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "utterance": ["calm and calm", "calm, gloomy", "it looks placid", "so calm and gloomy", "dark"],
+            "split": ["train", "train", "val", "test", "test"],
+        }
+    )
+    out = mini.rare_word_share(frame, k=2)
+    assert out["val"] == {
+        "feeling_tokens": 1,
+        "rare_tokens": 1,
+        "rare_share": 1.0,
+        "absent_share": 1.0,
+        "held_out_share": 1.0,
+    }
+    # calm: 3 in training (not rare at k=2), gloomy: 1 (rare); "dark" also describes colours: not counted
+    assert out["test"]["feeling_tokens"] == 2 and out["test"]["rare_tokens"] == 1
+    assert out["test"]["absent_share"] == 0.0
+    assert out["all"]["feeling_tokens"] == 3 and out["all"]["rare_share"] == pytest.approx(2 / 3)
+    assert out["train"] == {"feeling_tokens": 4, "held_out_share": 0.0}
+    assert mini.rare_word_share(frame, k=3, feeling_words=["calm"])["test"]["rare_share"] == 0.0
+
+
+def test_held_out_token_coverage_sees_whole_words_only(lexicon):
+    from sevlm_lib.text import train_tiny_tokenizer
+
+    tokenizer = train_tiny_tokenizer(["the sea looks placid", "the placid sea", "a calm sea"] * 5)
+    out = mini.held_out_token_coverage(tokenizer, lexicon, words=["placid", "absurd", "notaword"])
+    assert out["n_words"] == 2 and out["whole"] == 1 and out["split"] == 1
+    pieces, known = out["per_word"]["placid"]
+    assert pieces == [" placid"] and known == [True]
+    assert len(out["per_word"]["absurd"][0]) > 1
+
+
+def test_ensure_keeps_the_rare_words_condition_in_its_own_folder(tmp_path, lexicon, capsys):
+    settings = Settings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")
+    normal = mini.ensure_artemis_mini(settings, n_artworks=25, seed=5, lexicon=lexicon)
+    rare = mini.ensure_artemis_mini(settings, n_artworks=25, seed=5, lexicon=lexicon, rare_words=True)
+    assert rare == tmp_path / "data" / mini.RARE_MINI_DIR_NAME / mini.CSV_NAME
+    assert rare.parent == mini.mini_dir(settings, rare_words=True) and normal.parent == settings.mini_dir
+    assert mini.mini_image_root(settings, rare_words=True) == rare.parent / mini.IMAGES_DIR
+    assert "rare-words condition" in capsys.readouterr().out
+    stamps = normal.stat().st_mtime_ns, rare.stat().st_mtime_ns
+    # both are reused as they are
+    mini.ensure_artemis_mini(settings, n_artworks=25, seed=5, lexicon=lexicon)
+    mini.ensure_artemis_mini(settings, n_artworks=25, seed=5, lexicon=lexicon, rare_words=True)
+    assert capsys.readouterr().out == "" and (normal.stat().st_mtime_ns, rare.stat().st_mtime_ns) == stamps
+    # another training rate regenerates the rare folder
+    mini.ensure_artemis_mini(
+        settings, n_artworks=25, seed=5, lexicon=lexicon, rare_words=True, rare_train_rate=0.1
+    )
+    assert "generating" in capsys.readouterr().out
+    assert json.loads((rare.parent / mini.GENERATOR_JSON).read_text())["rare_words"]["train_rate"] == 0.1
+    # a rare-words generation never passes for the normal data
+    mini.make_artemis_mini(settings.mini_dir, n_artworks=25, seed=5, lexicon=lexicon, rare_words=True)
+    mini.ensure_artemis_mini(settings, n_artworks=25, seed=5, lexicon=lexicon)
+    assert "generating" in capsys.readouterr().out
+    assert "rare_words" not in json.loads((settings.mini_dir / mini.GENERATOR_JSON).read_text())
+
+
+def test_load_course_data_loads_the_rare_words_condition_side_by_side(tmp_path, lexicon):
+    from sevlm_lib.pipeline import artwork_images, load_course_data
+
+    settings = Settings.from_env().with_(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", quiet=True)
+    options = {"n_artworks": 40, "seed": 3, "lexicon": lexicon}
+    normal = load_course_data(settings, lexicon=lexicon, mini_options=options)
+    rare = load_course_data(settings, lexicon=lexicon, mini_options={**options, "rare_words": True})
+    assert (tmp_path / "data" / "artemis_mini").is_dir() and (
+        tmp_path / "data" / mini.RARE_MINI_DIR_NAME
+    ).is_dir()
+    assert rare.image_root == tmp_path / "data" / mini.RARE_MINI_DIR_NAME / mini.IMAGES_DIR
+    assert normal.fingerprint != rare.fingerprint
+    cols = ["art_style", "painting", "emotion", "split"]
+    assert normal.annotations[cols].equals(rare.annotations[cols])
+    held = rare.annotations["split"].isin(["val", "test"])
+    assert held.any() and normal.annotations["utterance"][~held].equals(rare.annotations["utterance"][~held])
+    assert mini.rare_word_share(rare.annotations)["all"]["held_out_share"] == 1.0
+    key = rare.artwork_keys("val")[0]
+    assert artwork_images(rare, [key])[0].size == artwork_images(normal, [key])[0].size
+    # the trained tokenizer splits the held-out words (no VAD of their own) unless it is told about them
+    assert mini.held_out_token_coverage(rare.tokenizer, lexicon)["whole"] == 0
+    told = load_course_data(
+        settings,
+        lexicon=lexicon,
+        mini_options={**options, "rare_words": True},
+        tokenizer_words=mini.HELD_OUT_FEELING_WORDS,
+    )
+    coverage = mini.held_out_token_coverage(told.tokenizer, lexicon)
+    assert coverage["whole"] == coverage["n_words"] and coverage["split"] == 0
+    assert told.annotations.equals(rare.annotations)

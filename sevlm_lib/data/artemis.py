@@ -50,6 +50,9 @@ DOMINANT_RULES: tuple[str, ...] = ("artemis", "strict")
 ARTEMIS_URL = "https://www.artemisdataset.org/"
 # ArtEmis's preprocessing sends artworks with this many annotations or more to the ``rest`` split.
 REST_MIN_REPETITION = 41
+# The seed of the course's split (``pipeline.load_course_data``); ArtEmis-mini's rare-words condition computes
+# the same split of its artworks with it, so both must use this one constant.
+COURSE_SPLIT_SEED = 2021
 _MAX_PROBLEM_ROWS = 5
 
 
@@ -653,6 +656,7 @@ def sample_pair(
 
 
 __all__ = [
+    "COURSE_SPLIT_SEED",
     "MAX_ASPECT_RATIO",
     "MAX_IMAGE_PIXELS",
     "ARTEMIS_URL",

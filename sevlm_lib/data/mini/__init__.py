@@ -28,9 +28,15 @@ How one artwork is made (every number lives in a constant or in :class:`MiniCali
 ``MANIFEST.sha256``. Output is byte-identical for the same parameters and seed, whatever the folder.
 :func:`ensure_artemis_mini` generates it once under ``Settings.mini_dir`` and reuses it afterwards.
 
+``rare_words=True`` makes the **rare-words condition** (:mod:`~sevlm_lib.data.mini.rare`), a positive control
+for VAD fusion: the validation and test explanations use held-out feeling words that the training
+explanations never (or, with ``rare_train_rate``, rarely) use. It lives in its own folder,
+``{data_dir}/artemis_mini_rare``; :func:`rare_word_share` measures what it claims.
+
 The code is split by concern: :mod:`~sevlm_lib.data.mini.world` (palettes, motifs, shapes, styles),
 :mod:`~sevlm_lib.data.mini.text` (feeling words, grammar, colour names), :mod:`~sevlm_lib.data.mini.calibration`
 (:class:`MiniCalibration` and the argument checks), :mod:`~sevlm_lib.data.mini.artworks` (sampling),
+:mod:`~sevlm_lib.data.mini.rare` (the rare-words condition),
 :mod:`~sevlm_lib.data.mini.drawing` (rendering), :mod:`~sevlm_lib.data.mini.annotators` (labels and
 explanations) and :mod:`~sevlm_lib.data.mini.build` (writing the files). Every name is importable from here.
 """
@@ -52,12 +58,33 @@ from sevlm_lib.data.mini.build import (
     generator_params,
     lexicon_licence,
     make_artemis_mini,
+    mini_dir,
     mini_image_root,
     verify_manifest,
 )
-from sevlm_lib.data.mini.calibration import MiniCalibration, check_calibration, check_mini_args
+from sevlm_lib.data.mini.calibration import (
+    MiniCalibration,
+    check_calibration,
+    check_mini_args,
+    check_rare_args,
+)
 from sevlm_lib.data.mini.drawing import RENDER_SUPERSAMPLING, RGB, hsv_rgb, render_artwork
-from sevlm_lib.data.mini.text import FEELING_WORDS, TEMPLATES, UTTERANCE_WORDS, color_name
+from sevlm_lib.data.mini.rare import (
+    DESCRIPTION_WORDS,
+    HELD_OUT_SPLITS,
+    RARE_MINI_DIR_NAME,
+    HeldOutWords,
+    held_out_artworks,
+    held_out_token_coverage,
+    rare_word_share,
+)
+from sevlm_lib.data.mini.text import (
+    FEELING_WORDS,
+    HELD_OUT_FEELING_WORDS,
+    TEMPLATES,
+    UTTERANCE_WORDS,
+    color_name,
+)
 from sevlm_lib.data.mini.world import (
     ART_STYLES,
     IMAGE_SIDE_RANGE,
@@ -79,15 +106,19 @@ __all__ = [
     "ARTEMIS_COLUMNS",
     "ART_STYLES",
     "CSV_NAME",
+    "DESCRIPTION_WORDS",
     "FEELING_WORDS",
     "GENERATOR_JSON",
     "GENERATOR_VERSION",
+    "HELD_OUT_FEELING_WORDS",
+    "HELD_OUT_SPLITS",
     "IMAGES_DIR",
     "IMAGE_SIDE_RANGE",
     "MANIFEST_NAME",
     "MOTIFS",
     "N_ARTISTS",
     "PALETTE_RANGES",
+    "RARE_MINI_DIR_NAME",
     "README_NAME",
     "RENDER_SUPERSAMPLING",
     "RGB",
@@ -99,6 +130,7 @@ __all__ = [
     "ArtStyle",
     "Artwork",
     "FeelingVocabulary",
+    "HeldOutWords",
     "MiniCalibration",
     "Motif",
     "ShapeKind",
@@ -107,16 +139,21 @@ __all__ = [
     "build_artemis_mini",
     "check_calibration",
     "check_mini_args",
+    "check_rare_args",
     "color_name",
     "ensure_artemis_mini",
     "explain",
     "generator_params",
+    "held_out_artworks",
+    "held_out_token_coverage",
     "hsv_rgb",
     "lexicon_licence",
     "make_artemis_mini",
+    "mini_dir",
     "mini_image_root",
     "palette_pad",
     "palette_zscores",
+    "rare_word_share",
     "render_artwork",
     "sample_artworks",
     "verify_manifest",

@@ -98,8 +98,14 @@ def explain(
     vocab: FeelingVocabulary,
     rng: np.random.Generator,
     calibration: MiniCalibration | None = None,
+    swap: tuple[FeelingVocabulary, np.random.Generator] | None = None,
 ) -> str:
-    """One ArtEmis-style explanation (lowercase, 6-25 words) of ``emotion`` for ``artwork``."""
+    """One ArtEmis-style explanation (lowercase, 6-25 words) of ``emotion`` for ``artwork``.
+
+    ``swap = (held_out_vocab, swap_rng)``: the feeling words are drawn from ``vocab`` with ``rng`` as always
+    (so ``rng`` is consumed exactly as without ``swap``), then replaced by words drawn the same way from
+    ``held_out_vocab`` with ``swap_rng``: near the same perceived VAD, so of the same emotion.
+    """
     cal = calibration or MiniCalibration()
     group = _emotion_group(emotion)
     sky, ground = artwork.color_names()
@@ -114,6 +120,8 @@ def explain(
             pool = TEMPLATES["any"]
         template = pool[int(rng.integers(0, len(pool)))]
         f1, f2, f3 = vocab.sample_words(perceived_vad, rng, cal.word_k, cal.word_temperature)
+        if swap is not None:
+            f1, f2, f3 = swap[0].sample_words(perceived_vad, swap[1], cal.word_k, cal.word_temperature)
         text = template.format(
             motif=artwork.motif.phrase,
             a_motif=f"{artwork.motif.article} {artwork.motif.phrase}",
@@ -138,8 +146,14 @@ def annotate(
     vocab: FeelingVocabulary,
     rng: np.random.Generator,
     calibration: MiniCalibration | None = None,
+    held_out: tuple[FeelingVocabulary, float, np.random.Generator] | None = None,
 ) -> list[tuple[str, str]]:
-    """``artwork.n_annotations`` (emotion, explanation) pairs from simulated annotators."""
+    """``artwork.n_annotations`` (emotion, explanation) pairs from simulated annotators.
+
+    ``held_out = (held_out_vocab, rate, swap_rng)``: each explanation, with probability ``rate`` (drawn from
+    ``swap_rng``; always when ``rate >= 1``), takes its feeling words from ``held_out_vocab`` instead (see
+    :func:`explain`). ``rng`` is consumed exactly as without it, so labels and templates do not change.
+    """
     cal = calibration or MiniCalibration()
     latent = np.asarray(artwork.latent_vad)
     sigma = cal.noise * math.exp(rng.normal(0.0, cal.noise_spread))
@@ -149,5 +163,8 @@ def annotate(
         emotion = vocab.nearest_emotion(perceived, cal.threshold)
         if rng.random() < cal.something_else_rate:
             emotion = SOMETHING_ELSE
-        out.append((emotion, explain(artwork, emotion, perceived, vocab, rng, cal)))
+        swap = None
+        if held_out is not None and (held_out[1] >= 1.0 or held_out[2].random() < held_out[1]):
+            swap = (held_out[0], held_out[2])
+        out.append((emotion, explain(artwork, emotion, perceived, vocab, rng, cal, swap)))
     return out

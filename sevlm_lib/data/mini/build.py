@@ -21,7 +21,8 @@ from sevlm_lib.data.mini.annotators import FeelingVocabulary, annotate
 from sevlm_lib.data.mini.artworks import _default_crowded, sample_artworks
 from sevlm_lib.data.mini.calibration import MiniCalibration, check_mini_args
 from sevlm_lib.data.mini.drawing import render_artwork
-from sevlm_lib.data.mini.text import TEMPLATES
+from sevlm_lib.data.mini.rare import RARE_MINI_DIR_NAME, HeldOutWords, held_out_artworks, held_out_params
+from sevlm_lib.data.mini.text import HELD_OUT_FEELING_WORDS, TEMPLATES
 from sevlm_lib.data.mini.world import ART_STYLES, IMAGE_SIDE_RANGE, MOTIFS, SHAPES
 from sevlm_lib.emotions import EMOTIONS, NEGATIVE_EMOTIONS, POSITIVE_EMOTIONS, SOMETHING_ELSE
 from sevlm_lib.settings import Settings, get_settings
@@ -54,10 +55,21 @@ def lexicon_licence(lexicon_name: str) -> str:
 
 
 def generator_params(
-    n_artworks: int, seed: int, vocab: FeelingVocabulary, calibration: MiniCalibration, n_crowded: int
+    n_artworks: int,
+    seed: int,
+    vocab: FeelingVocabulary,
+    calibration: MiniCalibration,
+    n_crowded: int,
+    *,
+    held_out_vocab: FeelingVocabulary | None = None,
+    rare_train_rate: float = 0.0,
 ) -> dict[str, Any]:
-    """What ``generator.json`` records: everything that determines the bytes of the dataset."""
-    return {
+    """What ``generator.json`` records: everything that determines the bytes of the dataset.
+
+    ``held_out_vocab`` (the rare-words condition's vocabulary, ``None`` when it is off) adds a ``rare_words``
+    entry; without it the parameters are exactly those of a generation that predates the condition.
+    """
+    params = {
         "generator": "sevlm_lib.data.mini",
         "generator_version": GENERATOR_VERSION,
         "n_artworks": int(n_artworks),
@@ -71,6 +83,9 @@ def generator_params(
         "calibration": json.loads(json.dumps(asdict(calibration))),
         "synthetic": True,
     }
+    if held_out_vocab is not None:
+        params["rare_words"] = held_out_params(held_out_vocab, rare_train_rate)
+    return params
 
 
 def _csv_bytes(rows: Sequence[tuple[str, str, str, str, int]]) -> bytes:
@@ -180,6 +195,27 @@ comparing with published ArtEmis numbers, and not as a model of how people respo
 """
 
 
+def _rare_datasheet(params: Mapping[str, Any]) -> str:
+    """The datasheet's section on the rare-words condition (empty when it is off)."""
+    rare = params.get("rare_words")
+    if rare is None:
+        return ""
+    splits = " and ".join(rare["held_out_splits"])
+    leak = (
+        f"{rare['train_rate'] * 100:g}% of the other explanations use them too, so they are rare in training"
+        if rare["train_rate"] > 0
+        else "no other explanation uses them, so they are absent from the training explanations"
+    )
+    return f"""
+## Rare-words condition
+This generation is the **rare-words condition**, a positive control for VAD fusion. The annotators of the
+artworks that the course's split (`split_artemis`, seed {rare["split_seed"]}) puts in {splits} draw their
+feeling words from {rare["n_held_out_words"]} held-out lexicon words (near the same perceived VAD, so of the
+same emotion) instead of the common ones; {leak}.
+Pictures, labels and templates are those of the normal generation with the same seed.
+"""
+
+
 def _manifest(files: Mapping[str, bytes]) -> bytes:
     lines = [f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())]
     return "".join(lines).encode("utf-8")
@@ -192,9 +228,16 @@ def build_artemis_mini(
     *,
     n_crowded: int | None = None,
     calibration: MiniCalibration | None = None,
+    rare_words: bool = False,
+    rare_train_rate: float = 0.0,
 ) -> dict[str, bytes]:
-    """Generate the dataset in memory: relative POSIX path -> file bytes (everything but the manifest)."""
-    check_mini_args(n_artworks, seed, lexicon, n_crowded, calibration)
+    """Generate the dataset in memory: relative POSIX path -> file bytes (everything but the manifest).
+
+    ``rare_words=True`` makes the rare-words condition (:mod:`sevlm_lib.data.mini.rare`): the explanations of
+    the validation and test artworks use held-out feeling words, and so does a ``rare_train_rate`` share of
+    the others. Off (the default), the output is byte-identical to a generation that predates the option.
+    """
+    check_mini_args(n_artworks, seed, lexicon, n_crowded, calibration, rare_words, rare_train_rate)
     cal = calibration or MiniCalibration()
     if lexicon is None:
         lexicon = vad.load_lexicon("warriner")
@@ -204,18 +247,35 @@ def build_artemis_mini(
     _, render_ss, annotate_ss = np.random.SeedSequence(seed).spawn(3)
     render_seeds = render_ss.spawn(n_artworks)
     annotate_seeds = annotate_ss.spawn(n_artworks)
+    held = None
+    if rare_words:
+        held_vocab = FeelingVocabulary.from_lexicon(lexicon, HELD_OUT_FEELING_WORDS)
+        held = HeldOutWords(held_vocab, held_out_artworks(artworks), float(rare_train_rate))
+        swap_seeds = held.swap_seeds(seed, n_artworks)
     files: dict[str, bytes] = {}
     rows: list[tuple[str, str, str, str, int]] = []
     for art in artworks:
         image = render_artwork(art, np.random.default_rng(render_seeds[art.index]))
         files[f"{IMAGES_DIR}/{art.art_style}/{art.painting}.png"] = _png_bytes(image)
-        for emotion, utterance in annotate(art, vocab, np.random.default_rng(annotate_seeds[art.index]), cal):
+        swap = None
+        if held is not None and held.rate(art) > 0:
+            swap = (held.vocab, held.rate(art), np.random.default_rng(swap_seeds[art.index]))
+        annotate_rng = np.random.default_rng(annotate_seeds[art.index])
+        for emotion, utterance in annotate(art, vocab, annotate_rng, cal, held_out=swap):
             rows.append((art.art_style, art.painting, emotion, utterance, art.n_annotations))
-    params = generator_params(n_artworks, seed, vocab, cal, n_crowded)
+    params = generator_params(
+        n_artworks,
+        seed,
+        vocab,
+        cal,
+        n_crowded,
+        held_out_vocab=held.vocab if held is not None else None,
+        rare_train_rate=float(rare_train_rate),
+    )
     files[CSV_NAME] = _csv_bytes(rows)
     stats = _label_stats(rows)
     n_big = sum(1 for a in artworks if a.n_annotations >= 41)
-    files[README_NAME] = _datasheet(params, stats, n_big).encode("utf-8")
+    files[README_NAME] = (_datasheet(params, stats, n_big) + _rare_datasheet(params)).encode("utf-8")
     files[GENERATOR_JSON] = (
         json.dumps(
             {**params, "label_mix": _round_floats(stats)}, indent=2, sort_keys=True, ensure_ascii=False
@@ -258,11 +318,14 @@ def make_artemis_mini(
     *,
     n_crowded: int | None = None,
     calibration: MiniCalibration | None = None,
+    rare_words: bool = False,
+    rare_train_rate: float = 0.0,
 ) -> Path:
     """Generate ArtEmis-mini into ``out_dir`` and return the path of its CSV.
 
     ``n_crowded`` artworks get 41-56 annotations (default ``min(8, max(1, n_artworks // 100))``); the others
-    5 (sometimes 6 or 7). ``lexicon`` defaults to ``sevlm_lib.vad.load_lexicon("warriner")``. The files are
+    5 (sometimes 6 or 7). ``lexicon`` defaults to ``sevlm_lib.vad.load_lexicon("warriner")``.
+    ``rare_words``/``rare_train_rate``: the rare-words condition (see :func:`build_artemis_mini`). The files are
     written into a temporary sibling folder, ``MANIFEST.sha256`` last, which then replaces ``out_dir``; an
     existing ``out_dir`` is replaced only if it is empty or holds a previous ArtEmis-mini.
     """
@@ -270,11 +333,19 @@ def make_artemis_mini(
         raise TypeError(
             f"out_dir: expected a folder path (str or Path), got {type(out_dir).__name__} {out_dir!r}"
         )
-    check_mini_args(n_artworks, seed, lexicon, n_crowded, calibration)
+    check_mini_args(n_artworks, seed, lexicon, n_crowded, calibration, rare_words, rare_train_rate)
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or not _looks_generated(out)):
         raise FileExistsError(f"{out}: exists and is not an ArtEmis-mini folder; refusing to replace it")
-    files = build_artemis_mini(n_artworks, seed, lexicon, n_crowded=n_crowded, calibration=calibration)
+    files = build_artemis_mini(
+        n_artworks,
+        seed,
+        lexicon,
+        n_crowded=n_crowded,
+        calibration=calibration,
+        rare_words=rare_words,
+        rare_train_rate=rare_train_rate,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
@@ -314,44 +385,70 @@ def verify_manifest(out_dir: str | os.PathLike[str], *, hashes: bool = True) -> 
     return problems
 
 
+def mini_dir(settings: Settings | None = None, rare_words: bool = False) -> Path:
+    """The folder of ArtEmis-mini: ``settings.mini_dir``, or ``{data_dir}/artemis_mini_rare`` for the rare-words
+    condition (so a notebook can hold both side by side)."""
+    settings = settings or get_settings()
+    return settings.data_dir / RARE_MINI_DIR_NAME if rare_words else settings.mini_dir
+
+
 def ensure_artemis_mini(settings: Settings | None = None, **kwargs: Any) -> Path:
-    """The ArtEmis-mini CSV under ``settings.mini_dir``, generated on first use and reused afterwards.
+    """The ArtEmis-mini CSV under :func:`mini_dir`, generated on first use and reused afterwards.
 
     ``kwargs`` go to :func:`make_artemis_mini` (``n_artworks``, ``seed``, ``lexicon``, ``n_crowded``,
-    ``calibration``). The folder is reused when its ``generator.json`` records the same parameters (and the
-    same lexicon values) and every file of its manifest is present; otherwise it is regenerated.
+    ``calibration``, ``rare_words``, ``rare_train_rate``). The folder is ``settings.mini_dir``, or
+    ``{data_dir}/artemis_mini_rare`` with ``rare_words=True``. It is reused when its ``generator.json`` records
+    the same parameters (and the same lexicon values) and every file of its manifest is present; otherwise
+    it is regenerated.
     """
     settings = settings or get_settings()
-    out = settings.mini_dir
     n_artworks = kwargs.pop("n_artworks", MINI_ARTWORKS)
     seed = kwargs.pop("seed", 2024)
     lexicon = kwargs.pop("lexicon", None)
     n_crowded = kwargs.pop("n_crowded", None)
     calibration = kwargs.pop("calibration", None)
+    rare_words = kwargs.pop("rare_words", False)
+    rare_train_rate = kwargs.pop("rare_train_rate", 0.0)
     if kwargs:
         raise TypeError(f"ensure_artemis_mini: unexpected arguments {sorted(kwargs)}")
-    check_mini_args(n_artworks, seed, lexicon, n_crowded, calibration)
-    n_artworks, seed = int(n_artworks), int(seed)
+    check_mini_args(n_artworks, seed, lexicon, n_crowded, calibration, rare_words, rare_train_rate)
+    n_artworks, seed, rare_words, rare_train_rate = int(n_artworks), int(seed), bool(rare_words), float(rare_train_rate)
+    out = mini_dir(settings, rare_words)
     calibration = calibration or MiniCalibration()
     if lexicon is None:
         lexicon = vad.load_lexicon("warriner", settings=settings)
     vocab = FeelingVocabulary.from_lexicon(lexicon)
+    held_vocab = FeelingVocabulary.from_lexicon(lexicon, HELD_OUT_FEELING_WORDS) if rare_words else None
     n_crowded = _default_crowded(n_artworks) if n_crowded is None else int(n_crowded)
-    wanted = generator_params(n_artworks, seed, vocab, calibration, n_crowded)
+    wanted = generator_params(
+        n_artworks, seed, vocab, calibration, n_crowded, held_out_vocab=held_vocab, rare_train_rate=rare_train_rate
+    )
     recorded_path = out / GENERATOR_JSON
     if recorded_path.is_file() and not verify_manifest(out, hashes=False):
         try:
             recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             recorded = {}
-        if {k: recorded.get(k) for k in wanted} == wanted:
+        # (``rare_words`` is compared even when off: a folder made with it must not pass for a normal one)
+        if {k: recorded.get(k) for k in [*wanted, "rare_words"]} == {"rare_words": None, **wanted}:
             return out / CSV_NAME
+    condition = ", rare-words condition" if rare_words else ""
     print(
-        f"[sevlm] generating ArtEmis-mini ({n_artworks} synthetic artworks, seed {seed}) in {out}", flush=True
+        f"[sevlm] generating ArtEmis-mini ({n_artworks} synthetic artworks, seed {seed}{condition}) in {out}",
+        flush=True,
     )
-    return make_artemis_mini(out, n_artworks, seed, lexicon, n_crowded=n_crowded, calibration=calibration)
+    return make_artemis_mini(
+        out,
+        n_artworks,
+        seed,
+        lexicon,
+        n_crowded=n_crowded,
+        calibration=calibration,
+        rare_words=rare_words,
+        rare_train_rate=rare_train_rate,
+    )
 
 
-def mini_image_root(settings: Settings | None = None) -> Path:
+def mini_image_root(settings: Settings | None = None, rare_words: bool = False) -> Path:
     """The image root of ArtEmis-mini (``{mini_dir}/images``), for ``ImageResolver``."""
-    return (settings or get_settings()).mini_dir / IMAGES_DIR
+    return mini_dir(settings, rare_words) / IMAGES_DIR

@@ -117,18 +117,40 @@ def check_calibration(cal: MiniCalibration, name: str = "calibration") -> None:
     _need_int(f"{name}.crowded_annotations[1]", high, low)
 
 
+def check_rare_args(rare_words: object, rare_train_rate: object) -> None:
+    """``rare_words`` a bool; ``rare_train_rate`` a number in [0, 1), and above 0 only with ``rare_words``."""
+    if not isinstance(rare_words, (bool, np.bool_)):
+        raise TypeError(f"rare_words: expected True or False, got {type(rare_words).__name__} {rare_words!r}")
+    span = "a number in [0, 1) (the share of training explanations that also use held-out words)"
+    if not _is_real(rare_train_rate):
+        raise TypeError(
+            f"rare_train_rate: expected {span}, got {type(rare_train_rate).__name__} {rare_train_rate!r}"
+        )
+    rate = float(rare_train_rate)  # type: ignore[arg-type]
+    if not (math.isfinite(rate) and 0.0 <= rate < 1.0):
+        raise ValueError(f"rare_train_rate: expected {span}, got {rate!r}")
+    if rate > 0 and not rare_words:
+        raise ValueError(
+            f"rare_train_rate={rate!r} only applies with rare_words=True (the held-out words of the rare-words "
+            "condition); pass rare_words=True or leave rare_train_rate at 0"
+        )
+
+
 def check_mini_args(
     n_artworks: object,
     seed: object,
     lexicon: object = None,
     n_crowded: object = None,
     calibration: object = None,
+    rare_words: object = False,
+    rare_train_rate: object = 0.0,
 ) -> None:
     """Check the arguments of :func:`make_artemis_mini`; ``TypeError``/``ValueError`` naming the parameter.
 
     ``n_artworks`` an integer >= 1, ``seed`` an integer >= 0 (NumPy seeds are non-negative), ``n_crowded``
     ``None`` or an integer in ``0..n_artworks``, ``lexicon`` ``None`` or a :class:`~sevlm_lib.vad.Lexicon`,
-    ``calibration`` ``None`` or a :class:`MiniCalibration` with sensible fields (see :func:`check_calibration`).
+    ``calibration`` ``None`` or a :class:`MiniCalibration` with sensible fields (see :func:`check_calibration`),
+    ``rare_words`` and ``rare_train_rate`` as :func:`check_rare_args` says.
     """
     n = _need_int("n_artworks", n_artworks, 1)
     _need_int("seed", seed, 0)
@@ -145,3 +167,4 @@ def check_mini_args(
                 f"calibration: expected None or a MiniCalibration, got {type(calibration).__name__}"
             )
         check_calibration(calibration)
+    check_rare_args(rare_words, rare_train_rate)

@@ -27,6 +27,32 @@ weak weary weird wild wise wonderful worried wretched young
 """
 FEELING_WORDS: tuple[str, ...] = tuple(_FEELING_WORDS_TEXT.split())
 
+#: Held-out feeling words for the rare-words condition (``make_artemis_mini(..., rare_words=True)``): words
+#: the Warriner lexicon has as entries (no lemma needed) that appear nowhere else in the grammar, the feeling
+#: words above or the colour, motif and shape names, so the training explanations never use them unless
+#: ``rare_train_rate`` lets a few in. Only those the lexicon knows are used; their lexicon VAD decides when.
+_HELD_OUT_FEELING_WORDS_TEXT = """
+absurd adorable affectionate agonizing alarming ancient angelic anguished annoyed apprehensive ardent
+ashamed astonishing awesome awful balmy barbaric barren belligerent benevolent blessed blissful breathtaking
+brilliant carefree celestial colossal comical confident cordial cosmic cryptic cute dainty dazzling deadly
+defiant delicate delighted demonic desperate despondent diabolical dingy dire diseased distressed divine
+drab drowsy dynamic eccentric ecstatic edgy elated embarrassed enchanting enormous enraged eternal euphoric
+excruciating exhilarating exquisite fabulous fantastic fatal fearful feeble ferocious fiery foggy foreboding
+forlorn fortunate foul frail frantic freakish frightful ghostly gigantic glad glossy glum goofy gorgeous
+gracious grandiose greasy grieving grievous grisly grotesque gruesome guilty harrowing hateful heartbroken
+heavenly hideous hilarious homely horrid huge idyllic immaculate immense incredible infinite irate jittery
+jolly joyful joyous lethal lifeless listless livid loathsome lucky luminous lush marvelous massive mellow
+miraculous misty moldy monotonous monstrous monumental morbid mundane murderous murky mystical nauseating
+nauseous neat noble overjoyed panicky passionate pathetic peculiar perilous petrified picturesque pitiful
+placid poisonous precarious pristine putrid queasy quirky rancid rebellious regal repugnant resentful
+revolting ridiculous robust rousing ruthless sacred savage scenic secure seedy shabby shadowy shiny sickly
+sleepy slimy sluggish snug sordid sparkling spectral spirited spiteful splendid spooky stately sturdy
+sublime sullen superb surreal tedious terrible terrific thrilling tidy timeless timid tiresome toxic
+treacherous triumphant troubled turbulent uncanny vengeful vicious victorious vigorous vulgar wacky
+whimsical wholesome wicked witty wondrous
+"""
+HELD_OUT_FEELING_WORDS: tuple[str, ...] = tuple(_HELD_OUT_FEELING_WORDS_TEXT.split())
+
 #: Clause templates. Slots: {motif} (noun phrase), {a_motif} (with article), {shape} (plural noun phrase),
 #: {color} (main colour), {colors} ("x and y"), {backdrop} ("sky" or "wall"), {f1} {f2} {f3} (feeling
 #: words), {label} (emotion word).
