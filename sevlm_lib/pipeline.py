@@ -78,6 +78,7 @@ from sevlm_lib.tower import (
     install_tower,
     pretrain_tiny_tower,
     training_texts,
+    weights_key,
 )
 from sevlm_lib.vad import load_training_lexicon
 
@@ -326,7 +327,7 @@ def image_source_for(model: SEVLM, data: CourseData, use_features: bool = True) 
     """
     if use_features and model.config.vision.frozen:
         if isinstance(data.images, TensorBank):
-            key = _weights_key(model.vision)
+            key = weights_key(model.vision)
             if key not in data.feature_banks:
                 data.feature_banks[key] = feature_bank(model.vision, data.images)
             return data.feature_banks[key]
@@ -338,15 +339,6 @@ def image_source_for(model: SEVLM, data: CourseData, use_features: bool = True) 
         if cache is not None:
             return cache
     return data.images
-
-
-def _weights_key(module: torch.nn.Module) -> str:
-    """A hash of a module's weights (the key of its feature bank)."""
-    h = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 VALIDATION_METRICS = ("emo_acc", "bleu4", "cider", "vad_err")
@@ -429,7 +421,7 @@ def train_model(
             "model": model.config.to_dict(),
             "data": data.fingerprint,
             "recipe": recipe.to_dict(),
-            "tower": _weights_key(model.vision),  # features come from these weights: a run never mixes towers
+            "tower": weights_key(model.vision),  # features come from these weights: a run never mixes towers
         },
         quiet=settings.quiet,
         weights="best" if selecting else "latest",
@@ -705,7 +697,7 @@ def train_sat(
             "sat": config.to_dict(),
             "data": data.fingerprint,
             "recipe": recipe.to_dict(),
-            "tower": _weights_key(model.vision),
+            "tower": weights_key(model.vision),
         },
         quiet=settings.quiet,
     )

@@ -349,6 +349,15 @@ def tower_from_state(state: Mapping[str, torch.Tensor], vision_config: VisionCon
     return tower
 
 
+def weights_key(module: torch.nn.Module) -> str:
+    """A 16-hex-digit hash of a module's weights (names and values): the key of a tower's feature bank."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def install_tower(vision: VisionEncoder, state: Mapping[str, torch.Tensor]) -> None:
     """Copy the ``vision.*`` weights of a :class:`TinyCLIP` state dict into ``vision`` (in place, strict)."""
     own = {k[len(VISION_PREFIX) :]: v for k, v in state.items() if k.startswith(VISION_PREFIX)}
