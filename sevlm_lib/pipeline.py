@@ -77,6 +77,7 @@ from sevlm_lib.tower import (
     cached_tower_state,
     install_tower,
     pretrain_tiny_tower,
+    tower_build_info,
     training_texts,
     weights_key,
 )
@@ -289,6 +290,14 @@ def course_tower_state(
         )
 
     return cached_tower_state(data.settings, data.fingerprint, vision_config, TOWER_SEED, build, pretraining=p)
+
+
+def course_tower_build_info(
+    data: CourseData, vision_config: VisionConfig, pretraining: TowerPretraining | None = None
+) -> dict[str, Any] | None:
+    """How long :func:`course_tower_state`'s pre-training took when it filled the cache
+    (``tower.tower_build_info``: ``train_seconds``, ``cpu_seconds``, ``torch_threads``), or None when unknown."""
+    return tower_build_info(data.settings, data.fingerprint, vision_config, TOWER_SEED, pretraining)
 
 
 def install_course_tower(vision: VisionEncoder, data: CourseData, vision_config: VisionConfig) -> None:

@@ -9,7 +9,8 @@ explanations may be used: :func:`pretrain_tiny_tower` refuses any artwork outsid
 * :func:`pretrain_tiny_tower` -> the state dict of the trained :class:`~sevlm_lib.models.tiny_clip.TinyCLIP`
   (tower under ``vision.``), deterministic for a seed on a CPU;
 * :func:`pretrained_tower` / :func:`pretrained_clip` -> the tower (or the whole pair) from the cache
-  ``{cache_dir}/towers/<fingerprint>/``, built by a callback when missing;
+  ``{cache_dir}/towers/<fingerprint>/``, built by a callback when missing; :func:`tower_build_info` -> how long
+  that build took (``build.json`` beside the weights, outside the identity, so it never changes the fingerprint);
 * :func:`linear_probe`, :func:`retrieval_accuracy`, :func:`tower_features` -> the measurements.
 
 Nothing here runs at import time. ``pipeline.build_model`` installs the cached tower into every tiny-profile
@@ -22,6 +23,7 @@ import hashlib
 import json
 import math
 import shutil
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -46,6 +48,7 @@ from sevlm_lib.text import PAD
 TOWERS_DIR = "towers"
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "tower.json"
+BUILD_FILE = "build.json"  # how the cached tower was built (timings): not part of its identity
 VISION_PREFIX = "vision."
 _FORMAT = "sevlm-tiny-clip-tower"
 
@@ -283,7 +286,12 @@ def tower_folder(
     return Path(settings.cache_dir) / TOWERS_DIR / tower_fingerprint(data_fingerprint, vision_config, seed, p)
 
 
-def _write_tower(folder: Path, state: Mapping[str, torch.Tensor], identity: dict[str, Any]) -> None:
+def _write_tower(
+    folder: Path,
+    state: Mapping[str, torch.Tensor],
+    identity: dict[str, Any],
+    build_info: Mapping[str, Any] | None = None,
+) -> None:
     if not any(k.startswith(VISION_PREFIX) for k in state):
         raise ValueError(
             f"the state dict to cache in {folder} has no '{VISION_PREFIX}*' keys (no tower weights)"
@@ -294,6 +302,8 @@ def _write_tower(folder: Path, state: Mapping[str, torch.Tensor], identity: dict
         tmp.mkdir()
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / WEIGHTS_FILE))
         write_json(tmp / MANIFEST_FILE, identity, sort_keys=True)
+        if build_info is not None:
+            write_json(tmp / BUILD_FILE, dict(build_info), sort_keys=True)
         fsync_tree(tmp)
         replace_dir(tmp, folder)
     except BaseException:
@@ -329,13 +339,36 @@ def cached_tower_state(
 
     ``build`` must train with the same ``pretraining`` and ``seed`` (e.g. a ``functools.partial`` of
     :func:`pretrain_tiny_tower` with ``**asdict(pretraining)``); it is called only when the cache folder has
-    no weights."""
+    no weights. Its wall and CPU seconds go to ``build.json`` beside the weights (:func:`tower_build_info`)."""
     p = pretraining or TowerPretraining()
     identity = tower_identity(data_fingerprint, vision_config, seed, p)
     folder = tower_folder(settings, data_fingerprint, vision_config, seed, p)
     if not (folder / WEIGHTS_FILE).is_file():
-        _write_tower(folder, build(), identity)
+        wall, cpu = time.perf_counter(), time.process_time()
+        state = build()
+        build_info = {
+            "train_seconds": round(time.perf_counter() - wall, 3),
+            "cpu_seconds": round(time.process_time() - cpu, 3),
+            "torch_threads": torch.get_num_threads(),
+        }
+        _write_tower(folder, state, identity, build_info)
     return _read_tower(folder, identity)
+
+
+def tower_build_info(
+    settings: Settings,
+    data_fingerprint: str,
+    vision_config: VisionConfig,
+    seed: int,
+    pretraining: TowerPretraining | None = None,
+) -> dict[str, Any] | None:
+    """How the cached tower was built: ``{"train_seconds": wall, "cpu_seconds": this process's CPU time,
+    "torch_threads": n}`` of the ``build()`` call that filled the cache, or None when the tower is not cached or
+    was cached without this record (by an older version of the course)."""
+    folder = tower_folder(settings, data_fingerprint, vision_config, seed, pretraining)
+    if not (folder / WEIGHTS_FILE).is_file() or not (folder / BUILD_FILE).is_file():
+        return None
+    return read_json(folder / BUILD_FILE)
 
 
 def tower_from_state(state: Mapping[str, torch.Tensor], vision_config: VisionConfig) -> VisionEncoder:

@@ -3,6 +3,7 @@ cache, and the probe and retrieval measurements. Synthetic images and the test t
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -25,8 +26,10 @@ from sevlm_lib.tower import (
     pretrain_tiny_tower,
     pretrained_tower,
     retrieval_accuracy,
+    tower_build_info,
     tower_features,
     tower_folder,
+    tower_identity,
     training_texts,
 )
 from tests.model_fixtures import TEXTS, tokenizer
@@ -224,6 +227,28 @@ def test_the_cache_loads_a_built_tower_without_building_again(tmp_path: Path, to
     assert calls == [0, 1] and tower_folder(settings, "data0", VISION, 1).is_dir()
     # frozen-ness is not part of the weights: the same folder serves a trainable copy
     assert tower_folder(settings, "data0", replace(VISION, frozen=False), 0) == folder
+
+
+def test_the_cache_records_how_long_the_build_took_outside_the_identity(tmp_path: Path, tok) -> None:
+    settings = Settings(cache_dir=tmp_path)
+    assert tower_build_info(settings, "d", VISION, 0) is None  # nothing cached yet
+    before = tower_folder(settings, "d", VISION, 0)
+    pretrained_tower(settings, "d", VISION, 0, lambda: _random_state(tok, 0))
+    info = tower_build_info(settings, "d", VISION, 0)
+    assert info is not None and set(info) == {"train_seconds", "cpu_seconds", "torch_threads"}
+    assert info["train_seconds"] >= 0 and info["cpu_seconds"] >= 0 and info["torch_threads"] >= 1
+    folder = tower_folder(settings, "d", VISION, 0)
+    assert folder == before  # the record does not change the fingerprint ...
+    manifest = json.loads((folder / "tower.json").read_text())
+    assert manifest == tower_identity("d", VISION, 0, TowerPretraining())  # ... nor the identity
+    assert "train_seconds" not in manifest
+    # a cache hit neither rebuilds nor rewrites the record
+    pretrained_tower(settings, "d", VISION, 0, lambda: pytest.fail("built twice"))
+    assert tower_build_info(settings, "d", VISION, 0) == info
+    # a tower cached without the record (an older course) still loads; its build time is unknown
+    (folder / "build.json").unlink()
+    pretrained_tower(settings, "d", VISION, 0, lambda: pytest.fail("must not rebuild"))
+    assert tower_build_info(settings, "d", VISION, 0) is None
 
 
 def test_a_damaged_cache_file_is_named(tmp_path: Path, tok) -> None:
