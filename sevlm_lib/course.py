@@ -62,8 +62,10 @@ def notebooks(root: Path | None = None) -> list[Path]:
     return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def run_course(settings: Settings | None = None, only: Sequence[str] = (), timeout: int = 1800) -> dict[str, float]:
-    """Execute every notebook in order into ``{runs_dir}/executed``; return minutes per notebook."""
+def run_course(settings: Settings | None = None, only: Sequence[str] = (), timeout: int = 7200) -> dict[str, float]:
+    """Execute every notebook in order into ``{runs_dir}/executed``; return minutes per notebook.
+
+    ``timeout`` (seconds per cell) only guards against a hung kernel: a slow laptop must never hit it."""
     import nbformat
 
     settings = settings or get_settings()

@@ -292,12 +292,9 @@ def course_tower_state(
     return cached_tower_state(data.settings, data.fingerprint, vision_config, TOWER_SEED, build, pretraining=p)
 
 
-def course_tower_build_info(
-    data: CourseData, vision_config: VisionConfig, pretraining: TowerPretraining | None = None
-) -> dict[str, Any] | None:
-    """How long :func:`course_tower_state`'s pre-training took when it filled the cache
-    (``tower.tower_build_info``: ``train_seconds``, ``cpu_seconds``, ``torch_threads``), or None when unknown."""
-    return tower_build_info(data.settings, data.fingerprint, vision_config, TOWER_SEED, pretraining)
+def course_tower_build_info(data: CourseData, vision_config: VisionConfig) -> dict[str, Any] | None:
+    """How long the cached course tower's pre-training took (``tower.tower_build_info``), or None if unknown."""
+    return tower_build_info(data.settings, data.fingerprint, vision_config, TOWER_SEED, COURSE_TOWER)
 
 
 def install_course_tower(vision: VisionEncoder, data: CourseData, vision_config: VisionConfig) -> None:
@@ -413,9 +410,7 @@ def train_model(
     if eval_fn is None and recipe.monitor is not None:  # the recipe selects its checkpoint on validation
         eval_fn = validation_scorer(data, recipe)
     t0 = time.perf_counter()
-    selecting = (
-        eval_fn is not None and recipe.monitor is not None
-    )  # then test scores use the selected weights
+    selecting = eval_fn is not None and recipe.monitor is not None  # test scores use the selected weights
     history = train_or_load(
         model,
         train_cfg,
