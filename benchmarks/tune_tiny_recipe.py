@@ -13,15 +13,20 @@ Runs go to ``{checkpoint_dir}/tune-*`` ("load if finished, else train"), so a se
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from common import base_parser, log, setup_run, write_result
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from sevlm_lib import pipeline
-from sevlm_lib.recipes import model_config_for, recipe_for
-from sevlm_lib.settings import get_settings
+from benchmarks.common import base_parser, log, setup_run, write_result  # noqa: E402
+from sevlm_lib import pipeline  # noqa: E402
+from sevlm_lib.recipes import model_config_for, recipe_for  # noqa: E402
+from sevlm_lib.settings import get_settings  # noqa: E402
 
 # (max_steps, lr): the default learning rate at three lengths, and two other rates at the middle length
 CANDIDATES: tuple[tuple[int, float], ...] = ((600, 3e-3), (1000, 3e-3), (1500, 3e-3), (1000, 1.5e-3), (1000, 5e-3))

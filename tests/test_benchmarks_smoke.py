@@ -192,3 +192,19 @@ def test_compare_alternates_and_counts_calls() -> None:
     assert result.outputs == {"a": 1, "b": 2}
     with pytest.raises(ValueError):
         common.compare({"a": lambda: None}, repeats=0)
+
+
+def test_the_recipe_tuning_rule_takes_the_cheapest_candidate_within_one_standard_error() -> None:
+    from benchmarks import tune_tiny_recipe
+
+    rows = [
+        {"max_steps": 600, "lr": 3e-3, "best_val_emo_acc": 0.60},
+        {"max_steps": 1000, "lr": 3e-3, "best_val_emo_acc": 0.63},
+        {"max_steps": 1000, "lr": 5e-3, "best_val_emo_acc": 0.50},
+    ]
+    # 200 validation artworks: one standard error at 0.63 is 0.034, so 0.60 is close enough and cheaper
+    assert tune_tiny_recipe.choose(rows, 200)["max_steps"] == 600
+    # 2,000 artworks: the standard error is 0.011, so only the best candidate qualifies
+    chosen = tune_tiny_recipe.choose(rows, 2000)
+    assert (chosen["max_steps"], chosen["lr"]) == (1000, 3e-3)
+    assert abs(chosen["rule_se"] - (0.63 * 0.37 / 2000) ** 0.5) < 1e-12
