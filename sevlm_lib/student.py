@@ -85,10 +85,21 @@ def read_timings(root: Path) -> dict[str, float]:
     return json.loads(path.read_text()).get("minutes", {}) if path.is_file() else {}
 
 
+NBVAL_MARKER = re.compile(r"^# NBVAL_[A-Z_]+[ \t]*\n?", re.MULTILINE)
+# An exercise's label in the markdown above its solution: "**1. Scoring the prompt, or not.**" or
+# "**Exercise 3 (gradient checkpointing in the estimate).**" (bold, at the start of a line).
+EXERCISE_LABEL = re.compile(r"^\*\*((?:Exercise )?\d[^*]*?)\*\*", re.MULTILINE)
+
+
 def _exercise_title(cells: list[Any], index: int) -> str:
-    """The first line of the markdown cell just before a solution cell (the exercise it solves)."""
+    """The label of the exercise a solution cell solves: the *last* bold exercise label in the markdown
+    cell just before it (a cell that holds the Summary and the first exercise is labelled by the exercise),
+    else that cell's first line."""
     for j in range(index - 1, -1, -1):
         if cells[j].cell_type == "markdown":
+            labels = EXERCISE_LABEL.findall(cells[j].source)
+            if labels:
+                return re.sub(r"[#*`]", "", labels[-1]).strip().rstrip(".")[:160]
             text = " ".join(cells[j].source.strip().splitlines()[:2])
             return re.sub(r"[#*`]", "", text).strip()[:160]
     return "the exercise above"
@@ -107,6 +118,7 @@ def student_notebook(nb: Any, name: str, minutes: float | None) -> Any:
         cell.outputs = []
         cell.execution_count = None
         cell.metadata.pop("execution", None)
+        cell.source = NBVAL_MARKER.sub("", cell.source)  # test markers mean nothing to a student
         if SOLUTION_TAG in cell.metadata.get("tags", []):
             title = _exercise_title(cells, i)
             cell.source = (

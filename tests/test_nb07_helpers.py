@@ -222,3 +222,23 @@ def test_cross_attention_maps_follow_greedy_decoding(small_data):
     torch.testing.assert_close(per_head.mean(dim=(0, 1)), maps)
     with pytest.raises(ValueError, match="exactly one image"):
         analysis.cross_attention_maps(model, small_data.builder, source.batch(small_data.artwork_keys("test")[:2]))
+
+
+def test_attention_overlay_on_a_fixed_scale_draws_a_uniform_map_flat() -> None:
+    """With ``vmax`` every map shares one colour scale: a uniform map stays flat (1/16 everywhere) instead of
+    being stretched into hot spots, and the colour bar is in attention weights."""
+    import matplotlib.pyplot as plt
+
+    image = np.zeros((32, 32, 3))
+    uniform = torch.full((16,), 1 / 16)
+    ax = viz.plot_attention_overlay(image, uniform, vmax=0.25, colorbar=True)
+    overlay = ax.images[1]
+    assert np.allclose(overlay.get_array(), 1 / 16, atol=1 / 255) and overlay.get_clim() == (0.0, 0.25)
+    assert len(ax.figure.axes) == 2  # the image and its colour bar
+    peaked = torch.zeros(16)
+    peaked[5] = 1.0
+    top = float(viz.plot_attention_overlay(image, peaked, vmax=0.25).images[1].get_array().max())
+    assert 0.2 < top <= 0.25  # a weight of 1 is clipped to the scale's top (bilinear smoothing lowers the peak)
+    with pytest.raises(ValueError, match="vmax"):
+        viz.plot_attention_overlay(image, uniform, vmax=0)
+    plt.close("all")

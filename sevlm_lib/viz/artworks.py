@@ -181,11 +181,17 @@ def plot_attention_overlay(
     title: str | None = None,
     alpha: float = 0.55,
     cmap: str = "magma",
+    vmax: float | None = None,
+    colorbar: bool = False,
 ) -> Axes:
     """An image with an attention map over its patches drawn on top (bilinear upsampling).
 
     ``image``: a PIL image, an ``[H, W, 3]`` array, or a ``[3, H, W]`` tensor (scaled to 0..1 for display).
     ``attention``: ``P`` weights (a square number: the patch grid, row by row) or a ``[g, g]`` grid.
+    ``vmax``: draw the weights on the fixed scale ``0..vmax`` (give several maps the same ``vmax`` to compare
+    them; a uniform map then looks uniform). ``None`` stretches this map's own minimum..maximum to the full
+    colour range, which makes any map, even a nearly uniform one, look as if it had hot spots.
+    ``colorbar``: add a colour bar in attention weights.
     """
 
     arr = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image, dtype=float)
@@ -206,13 +212,20 @@ def plot_attention_overlay(
             f"plot_attention_overlay: expected P weights or a [g, g] grid, got shape {att.shape}"
         )
     h, w = arr.shape[:2]
-    span = att.max() - att.min()
-    scaled = (att - att.min()) / span if span > 0 else np.zeros_like(att)
+    if vmax is not None:
+        if not vmax > 0:
+            raise ValueError(f"plot_attention_overlay: vmax={vmax!r}, expected a positive number")
+        lo, span = 0.0, float(vmax)
+    else:
+        lo, span = float(att.min()), float(att.max() - att.min())
+    scaled = np.clip((att - lo) / span, 0.0, 1.0) if span > 0 else np.zeros_like(att)
     up = np.asarray(Image.fromarray((scaled * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)) / 255.0
     if ax is None:
         _fig, ax = plt.subplots(figsize=(2.2, 2.2))
     ax.imshow(arr)
-    ax.imshow(up, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+    shown = ax.imshow(up * span + lo, cmap=cmap, alpha=alpha, vmin=lo, vmax=lo + span if span > 0 else lo + 1)
+    if colorbar:
+        ax.figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=9)
