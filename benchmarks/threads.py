@@ -40,7 +40,7 @@ TIMED = textwrap.dedent(
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     model.train()
     def step():
-        out = model(**next(batches))
+        out = model(next(batches))
         opt.zero_grad()
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
