@@ -588,7 +588,7 @@ def train_and_evaluate(
     (keyed by the data fingerprint), so the comparison notebook reads them back in seconds.
     """
     recipe = recipe or recipe_for(data.profile)
-    name = name or run_name(config)
+    name = name or run_name(config, recipe)
     classifier = classifier if classifier is not None else train_emotion_classifier(data)
     rows = []
     for seed in seeds:
@@ -625,9 +625,8 @@ def load_trained(
     data: CourseData, config: SEVLMConfig, seed: int, recipe: Recipe | None = None, name: str | None = None
 ) -> TrainedModel:
     """The trained model of a variant and seed (trains it first when no finished run exists)."""
-    return train_model(
-        data, config, recipe or recipe_for(data.profile), seed=seed, name=name or run_name(config)
-    )
+    recipe = recipe or recipe_for(data.profile)
+    return train_model(data, config, recipe, seed=seed, name=name or run_name(config, recipe))
 
 
 def sat_config_for(data: CourseData, **overrides: Any) -> Any:

@@ -158,8 +158,12 @@ SEVLM_VARIANTS: tuple[str, ...] = ("baseline", "+fusion", "+head", "+contrastive
 SAT_NAME = "sat"
 
 
-def run_name(config: SEVLMConfig) -> str:
-    """The checkpoint/run name of a variant, shared by every notebook (so a run trained once is reused)."""
+def run_name(config: SEVLMConfig, recipe: Recipe | None = None) -> str:
+    """The checkpoint/run name of a variant, shared by every notebook (so a run trained once is reused).
+
+    Loss weights other than the paper's 1.0 add ``-cw{w}`` (contrastive) or ``-vw{w}`` (VAD head), and a
+    ``recipe`` that clips each group on its own adds ``-clip-groups``: runs that compute differently never share
+    a name."""
     name = config.variant
     if config.is_reference:  # every reference behaviour on (models.sevlm.reference_config)
         name += "-reference"
@@ -167,10 +171,16 @@ def run_name(config: SEVLMConfig) -> str:
         name += f"-{config.vad_encoder.style}"  # -noncausal, or -reference for the reference's encoder alone
     if config.vad_encoder.d_model != 3:
         name += f"-vad{config.vad_encoder.d_model}"  # a VAD encoder wider than the paper's 3
+    if config.contrastive and config.contrastive_loss_weight != 1.0:
+        name += f"-cw{config.contrastive_loss_weight:g}"
+    if config.vad_head and config.vad_loss_weight != 1.0:
+        name += f"-vw{config.vad_loss_weight:g}"
     if config.negative_prompt == "positive":
         name += "-closed"  # negative 1 under the positive's prompt: the prompt shortcut closed
     if config.vision.hub_id is None and config.vision.weights == "random":
         name += "-random-tower"  # the tiny tower left at its random initialisation (notebook 02's comparison)
+    if recipe is not None and recipe.clip_groups:
+        name += "-clip-groups"
     return name
 
 
@@ -186,3 +196,65 @@ def variant_config(profile: str, variant: str) -> SEVLMConfig:
     if variant not in switches:
         raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(switches)}")
     return model_config_for(profile, **switches[variant])
+
+
+@dataclass(frozen=True)
+class LossBalance:
+    """How the added losses join the language model's: their weights, the gradient clip, negative 1's prompt.
+
+    The paper adds both at weight 1.0 under one clip shared by every loss, with negative 1 encoded under its own
+    (wrong) prompt. That was set for a *pre-trained* decoder fine-tuned at 2e-5; the tiny profile trains its
+    decoder from scratch at 3e-3, and notebook 05 measures how the losses then compete."""
+
+    contrastive_weight: float = 1.0
+    vad_weight: float = 1.0
+    clip_groups: bool = False  # clip the heads' group on its own (Recipe.clip_groups)
+    negative_prompt: str = "own"  # "positive": negative 1 under the positive's prompt (the shortcut closed)
+
+
+PAPER_BALANCE = LossBalance()
+# Chosen on the validation split by benchmarks/tune_loss_balance.py (results/loss_balance_tuning.json): the
+# candidate closest to the paper within one standard error of the best; the closed shortcut kept because it
+# scored at least as well as the open one.
+TINY_BALANCE = LossBalance(contrastive_weight=0.3, vad_weight=1.0, clip_groups=True, negative_prompt="positive")
+BALANCES: tuple[str, ...] = ("course", "paper")
+
+
+def loss_balance(profile: str, balance: str = "course") -> LossBalance:
+    """The loss balance of a profile: ``course`` (tiny: chosen on validation; full: the paper's, which was set
+    for its pre-trained decoder) or ``paper``."""
+    if balance not in BALANCES:
+        raise ValueError(f"unknown balance {balance!r}: expected one of {', '.join(BALANCES)}")
+    return TINY_BALANCE if profile == "tiny" and balance == "course" else PAPER_BALANCE
+
+
+@dataclass(frozen=True)
+class VariantRun:
+    """A variant ready to train: its model config, its recipe and the run name they give."""
+
+    config: SEVLMConfig
+    recipe: Recipe
+
+    @property
+    def name(self) -> str:
+        return run_name(self.config, self.recipe)
+
+
+def variant_run(profile: str, variant: str, balance: str = "course", **recipe_overrides: Any) -> VariantRun:
+    """A named variant with a loss balance applied (see :func:`loss_balance`).
+
+    Only what a variant has changes: the contrastive weight and negative 1's prompt with the contrastive head,
+    the VAD weight with the VAD head, the per-group clip when either head is on. ``baseline`` and ``+fusion``
+    are the same under both balances."""
+    config = variant_config(profile, variant)
+    bal = loss_balance(profile, balance)
+    switches: dict[str, Any] = {}
+    if config.contrastive:
+        switches.update(contrastive_loss_weight=bal.contrastive_weight, negative_prompt=bal.negative_prompt)
+    if config.vad_head:
+        switches.update(vad_loss_weight=bal.vad_weight)
+    if switches:
+        config = config.with_switches(**switches)
+    has_head = config.contrastive or config.vad_head
+    recipe = recipe_for(profile, **({"clip_groups": bal.clip_groups} if has_head else {}), **recipe_overrides)
+    return VariantRun(config, recipe)

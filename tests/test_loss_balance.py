@@ -272,3 +272,37 @@ def test_a_wide_vad_encoder_is_not_on_the_circle() -> None:
     # and the default width is the paper's encoder, without projections
     names = set(VADEncoder(VADEncoderConfig()).state_dict())
     assert not any(n.startswith(("in_proj", "out_proj")) for n in names)
+
+
+def test_variant_run_applies_the_balance_only_where_a_variant_has_it() -> None:
+    from sevlm_lib import recipes
+
+    for variant in ("baseline", "+fusion"):  # nothing to balance: the same run under both
+        course, paper = (recipes.variant_run("tiny", variant, b) for b in recipes.BALANCES)
+        assert course.config == paper.config and course.recipe == paper.recipe and course.name == variant
+    paper = recipes.variant_run("tiny", "full", "paper")
+    assert paper.name == "full" and paper.config == recipes.variant_config("tiny", "full")
+    assert not paper.recipe.clip_groups
+    course = recipes.variant_run("tiny", "full")
+    bal = recipes.TINY_BALANCE
+    assert course.recipe.clip_groups is bal.clip_groups
+    assert course.config.contrastive_loss_weight == bal.contrastive_weight
+    assert course.config.vad_loss_weight == bal.vad_weight
+    assert course.config.negative_prompt == bal.negative_prompt
+    assert course.name != paper.name and course.name.startswith("full")
+    head = recipes.variant_run("tiny", "+head")
+    assert head.config.negative_prompt == "own"  # no contrastive head: negative 1's prompt does not apply
+    # the full profile keeps the paper's balance (set for its pre-trained decoder)
+    assert recipes.variant_run("full", "full").name == "full"
+    with pytest.raises(ValueError, match="unknown balance"):
+        recipes.variant_run("tiny", "full", "mine")
+
+
+def test_run_names_tell_weights_and_group_clipping_apart() -> None:
+    cfg = tiny_config(contrastive=True)
+    assert run_name(cfg) == "+contrastive"
+    assert run_name(cfg.with_switches(contrastive_loss_weight=0.3)) == "+contrastive-cw0.3"
+    assert run_name(tiny_config(vad_head=True, vad_loss_weight=0.1)) == "+head-vw0.1"
+    assert run_name(tiny_config(vad_loss_weight=0.1)) == "baseline"  # a weight of a head that is off: no effect
+    assert run_name(cfg, Recipe(clip_groups=True)) == "+contrastive-clip-groups"
+    assert run_name(cfg, Recipe()) == "+contrastive"
