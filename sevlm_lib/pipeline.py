@@ -253,6 +253,27 @@ def load_course_data(
     )
 
 
+# The rare-words condition of notebooks 03 and 04 (a positive control for VAD): the validation and test
+# explanations use lexicon-covered feeling words that only 2% of the training explanations use (rare, not absent,
+# so a decoder has seen them a few times), and the tiny BPE keeps every one of them whole, with its own VAD.
+RARE_WORDS_OPTIONS: dict[str, Any] = {"rare_words": True, "rare_train_rate": 0.02}
+RARE_WORDS_PREFIX = "rare-"  # runs on the rare-words condition: rare-baseline, rare-+fusion, ...
+
+
+def load_rare_words_data(settings: Settings | None = None, *, progress: bool | None = None) -> CourseData:
+    """ArtEmis-mini's rare-words condition (tiny profile; :data:`RARE_WORDS_OPTIONS`), loaded as the course does."""
+    from sevlm_lib.data.mini.text import HELD_OUT_FEELING_WORDS
+
+    settings = settings or get_settings()
+    if settings.profile != "tiny":
+        raise ValueError(
+            f"the rare-words condition is a variant of ArtEmis-mini (tiny profile); SEVLM_PROFILE={settings.profile!r}"
+        )
+    return load_course_data(
+        settings, progress=progress, mini_options=RARE_WORDS_OPTIONS, tokenizer_words=HELD_OUT_FEELING_WORDS
+    )
+
+
 def builder_for(data: CourseData, config: SEVLMConfig) -> SequenceBuilder:
     """The sequence builder a model of ``config`` reads: ``data.builder``, or one with the reference's prompt,
     padding and truncation when ``config`` switches them on (``models.sevlm.builder_options``)."""
