@@ -62,3 +62,18 @@ def test_gradient_accumulation_reaches_the_trainer(small_data):
     state = json.loads((folder / (folder / "latest").read_text().strip() / "state.json").read_text())
     assert state["fingerprint_payload"]["config"]["gradient_accumulation_steps"] == 2
     assert (state["epoch"], state["step_in_epoch"]) == (0, 4)  # 2 steps x 2 batches
+
+
+def test_validation_scorer_gives_evaluate_models_numbers(small_data):
+    """The lean scorer that selects checkpoints skips the emotion distribution and diversity, but its four
+    numbers are exactly evaluate_model's on the validation split."""
+    recipe = recipes.recipe_for("tiny", max_steps=4, batch_size=8, max_new_tokens=8, eval_every=None)
+    trained = pipeline.train_model(small_data, recipes.model_config_for("tiny"), recipe, seed=0, name="t-val-scorer")
+    lean = pipeline.validation_scorer(small_data, recipe)(trained.model)
+    full, preds = pipeline.evaluate_model(trained.model, small_data, "val", max_new_tokens=8)
+    assert set(lean) == set(pipeline.VALIDATION_METRICS)
+    for k in pipeline.VALIDATION_METRICS:
+        assert lean[k] == pytest.approx(full[k], abs=1e-12, nan_ok=True), k
+    bare = pipeline.generate_for_split(trained.model, small_data, "val", max_new_tokens=8, with_distribution=False)
+    assert not any(c.startswith("p_") for c in bare.columns)
+    assert list(bare["text"]) == list(preds["text"])
