@@ -625,7 +625,8 @@ def train_and_evaluate(
     """Train (or load) one variant for each seed and evaluate it; one row of metrics per seed.
 
     Evaluations are cached in ``{runs_dir}/eval/{name}/seed-{seed}.json`` next to the checkpoint they came from
-    (keyed by the data fingerprint), so the comparison notebook reads them back in seconds.
+    (keyed by the data fingerprint), with the generated predictions, so the comparison notebook re-scores them
+    without decoding the split again (:func:`saved_predictions`).
     """
     recipe = recipe or recipe_for(data.profile)
     name = name or run_name(config, recipe)
@@ -645,7 +646,7 @@ def train_and_evaluate(
             if saved.get("key") == key:
                 rows.append(saved["row"])
                 continue
-        metrics, _ = evaluate_model(
+        metrics, preds = evaluate_model(
             trained.model, data, split, classifier=classifier, max_new_tokens=recipe.max_new_tokens
         )
         row = {
@@ -656,9 +657,36 @@ def train_and_evaluate(
             **metrics,
         }
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"key": key, "row": row}, indent=1, default=jsonable))
+        # the predictions too, with the run's fingerprint: notebook 07 re-scores them without decoding again
+        saved_predictions = {"run": getattr(trained.history, "fingerprint", None), "predictions": preds.to_dict(orient="records")}
+        tmp = cache.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"key": key, "row": row, **saved_predictions}, default=jsonable))
+        tmp.replace(cache)
         rows.append(row)
     return rows
+
+
+def saved_predictions(
+    data: CourseData, trained: TrainedModel, split: str, max_new_tokens: int
+) -> pd.DataFrame | None:
+    """The predictions :func:`train_and_evaluate` saved for this very run (same training fingerprint, data,
+    split and decoding length), or ``None``: a model is decoded once per split."""
+    cache = data.settings.runs_dir / "eval" / trained.name / f"seed-{trained.seed}.json"
+    if not cache.is_file():
+        return None
+    saved = json.loads(cache.read_text())
+    key = saved.get("key", {})
+    fingerprint = getattr(trained.history, "fingerprint", None)
+    if (
+        fingerprint is None
+        or saved.get("run") != fingerprint
+        or "predictions" not in saved
+        or key.get("data") != data.fingerprint
+        or key.get("split") != split
+        or key.get("recipe", {}).get("max_new_tokens") != max_new_tokens
+    ):
+        return None
+    return pd.DataFrame(saved["predictions"])
 
 
 def load_trained(

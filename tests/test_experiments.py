@@ -77,3 +77,29 @@ def test_validation_scorer_gives_evaluate_models_numbers(small_data):
     bare = pipeline.generate_for_split(trained.model, small_data, "val", max_new_tokens=8, with_distribution=False)
     assert not any(c.startswith("p_") for c in bare.columns)
     assert list(bare["text"]) == list(preds["text"])
+
+
+def test_a_model_is_decoded_once_per_split(small_data, monkeypatch):
+    """evaluate_runs re-scores train_and_evaluate's saved predictions of the same run instead of decoding."""
+    from sevlm_lib import analysis
+    from sevlm_lib.analysis import comparison
+
+    recipe = recipes.recipe_for("tiny", max_steps=3, batch_size=8, max_new_tokens=6, eval_every=None)
+    cfg = recipes.model_config_for("tiny")
+    (row,) = pipeline.train_and_evaluate(small_data, cfg, seeds=(0,), recipe=recipe, name="t-once")
+    trained = pipeline.load_trained(small_data, cfg, 0, recipe, name="t-once")
+    saved = pipeline.saved_predictions(small_data, trained, "test", 6)
+    assert saved is not None and len(saved) == len(small_data.artwork_keys("test"))
+    assert pipeline.saved_predictions(small_data, trained, "test", 7) is None  # another decoding length
+    assert pipeline.saved_predictions(small_data, trained, "val", 6) is None  # another split
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(comparison, "generate_for_split", no_decoding)
+    scorer = pipeline.metrics.CaptionScorer(tokenizer="simple", meteor=False)
+    ((again, preds),) = analysis.evaluate_runs(
+        small_data, [trained], scorer=scorer, classifier=None, max_new_tokens=6
+    )
+    assert list(preds["text"]) == list(saved["text"])
+    assert again["emo_acc"] == row["emo_acc"] and again["bleu4"] == pytest.approx(row["bleu4"])

@@ -29,6 +29,7 @@ from sevlm_lib.pipeline import (
     generate_for_split,
     image_source_for,
     jsonable,
+    saved_predictions,
 )
 from sevlm_lib.text import SequenceBuilder
 
@@ -222,8 +223,10 @@ def evaluate_runs(
                 grounding=grounding[trained.seed],  # type: ignore[index]
                 max_new_tokens=max_new_tokens,
             )
-        else:
-            preds = generate_for_split(trained.model, data, split, max_new_tokens=max_new_tokens)
+        else:  # decoded once: train_and_evaluate's saved predictions of this very run, when there are any
+            preds = saved_predictions(data, trained, split, max_new_tokens)
+            if preds is None:
+                preds = generate_for_split(trained.model, data, split, max_new_tokens=max_new_tokens)
         results.append(None)
         pending.append((i, cache, key, preds))
     if pending and isinstance(scorer, MemoCaptionScorer):
