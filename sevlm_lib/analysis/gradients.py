@@ -82,3 +82,33 @@ def loss_gradients(
     if vectors:
         result["grad"] = grads
     return result
+
+
+def gradient_survey(
+    model: nn.Module,
+    batches: Iterable[dict[str, torch.Tensor]],
+    params: nn.Module | Iterable[torch.Tensor] | None = None,
+    *,
+    losses: Sequence[str] | None = None,
+    seed: int = 0,
+) -> list[dict[str, float]]:
+    """:func:`loss_gradients` over several batches: one row per batch, to compare with a training log.
+
+    Batch ``b`` (counted from 0) runs under torch seed ``seed + b``; ``params`` and ``losses`` as in
+    :func:`loss_gradients` (an iterator of parameters is read once and reused for every batch). Each row holds
+    ``batch``, ``loss_{name}`` (unweighted), ``norm_{name}`` (weighted, as in the total loss), ``norm_total``
+    and ``cos_{a}_{b}`` for every pair of losses.
+    """
+    if params is not None and not isinstance(params, nn.Module):
+        params = list(params)
+    rows: list[dict[str, float]] = []
+    for b, batch in enumerate(batches):
+        r = loss_gradients(model, batch, losses, params, seed=seed + b)
+        row: dict[str, float] = {"batch": b}
+        row.update({f"loss_{k}": v for k, v in r["losses"].items()})
+        row.update({f"norm_{k}": v for k, v in r["norm"].items()})
+        row.update({f"cos_{a}_{c}": v for (a, c), v in r["cosine"].items()})
+        rows.append(row)
+    if not rows:
+        raise ValueError("gradient_survey: no batches")
+    return rows
