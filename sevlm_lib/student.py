@@ -34,34 +34,34 @@ NOTEBOOKS: dict[str, dict[str, str]] = {
         "produces": "`data/artemis_mini/`, lexicon cache, `01_*/metrics.json`",
     },
     "02_baseline_captioner": {
-        "builds": "CLIP + GPT-2 cross-attention captioner (NLX-GPT-style baseline), decoding",
+        "builds": "CLIP + GPT-2 cross-attention captioner (NLX-GPT-style baseline), a pre-trained tiny tower, selection on validation, decoding; the one rule for a clear difference",
         "gpu": "no",
         "consumes": "ArtEmis-mini, lexicon",
         "produces": "`baseline` checkpoints (3 seeds), `02_*/metrics.json`",
     },
     "03_vad_fusion": {
-        "builds": "causal VAD encoder + fusion; the non-causal leak measured",
+        "builds": "causal VAD encoder + fusion; the non-causal leak measured; the 3-wide collapse; a rare-words positive control",
         "gpu": "no",
         "consumes": "baseline checkpoints (trains them if missing)",
-        "produces": "`+fusion`, `+fusion-noncausal` checkpoints, `03_*/metrics.json`",
+        "produces": "`+fusion`, `+fusion-noncausal`, `rare-baseline`, `rare-+fusion` checkpoints, `03_*/metrics.json`",
     },
     "04_vad_head": {
-        "builds": "VAD head with masked MSE",
+        "builds": "VAD head with masked MSE, its own gradient clip; the rare-words control",
         "gpu": "no",
         "consumes": "baseline checkpoints",
-        "produces": "`+head` checkpoints, `04_*/metrics.json`",
+        "produces": "`+head-clip-groups`, `rare-+head-clip-groups` checkpoints, `04_*/metrics.json`",
     },
     "05_contrastive_head": {
-        "builds": "contrastive head, two negatives, InfoNCE",
+        "builds": "contrastive head, two negatives, InfoNCE; each loss's gradient by hand, the loss weight chosen on validation, the prompt shortcut closed",
         "gpu": "no",
         "consumes": "baseline checkpoints",
-        "produces": "`+contrastive` checkpoints, `05_*/metrics.json`",
+        "produces": "`+contrastive` (paper) and `+contrastive-cw0.3-closed-clip-groups` (course) checkpoints, `05_*/metrics.json`",
     },
     "06_full_training": {
-        "builds": "full SEVLM; feature cache, AMP, memory estimate, the 2080 Ti commands",
+        "builds": "full SEVLM with the course recipe and with the paper's settings; optional: feature cache, AMP, memory estimate, the 2080 Ti commands",
         "gpu": "no (tiny); yes for the full profile",
         "consumes": "ArtEmis-mini (tiny) or ArtEmis + WikiArt (full)",
-        "produces": "`full` checkpoints, `06_*/metrics.json`",
+        "produces": "`full` (paper) and `full-cw0.3-closed-clip-groups` (course) checkpoints, `06_*/metrics.json`",
     },
     "07_evaluation_and_comparison": {
         "builds": "metric suite, Emo-Align classifier, Show-Attend-Tell baseline, ablation table",
@@ -218,10 +218,51 @@ def record_timings(root: Path, minutes: dict[str, float], machine: str) -> Path:
     return path
 
 
+# A notebook header's "**Time on a CPU**: ..." paragraph (up to the next blank line), rewritten from the
+# measured minutes by ``update_time_headers`` (never typed by hand).
+TIME_HEADER = re.compile(r"\*\*Time on a CPU\*\*:.*?(?=\n\s*\n|\Z)", re.DOTALL)
+
+
+def time_header(minutes: float, machine: str) -> str:
+    """The header paragraph for a notebook that took ``minutes`` in the last recorded course run."""
+    return (
+        f"**Time on a CPU**: {minutes:.1f} minutes in the last recorded run of the whole course (`make course`\n"
+        "from an empty runs folder, one notebook after the other, so the runs of earlier notebooks were loaded,\n"
+        f"not trained again), on {machine}. Run alone on an empty runs folder, a notebook also trains what it\n"
+        "needs from earlier ones. On a machine busy with other jobs, set `OMP_NUM_THREADS=1`."
+    )
+
+
+def update_time_headers(root: Path | None = None) -> list[Path]:
+    """Rewrite the "Time on a CPU" paragraph of each notebook's first cell from ``docs/timings.json``."""
+    import nbformat
+
+    root = root or course_root()
+    path = root / TIMINGS
+    if not path.is_file():
+        return []
+    recorded = json.loads(path.read_text())
+    changed = []
+    for nb_path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        minutes = recorded.get("minutes", {}).get(nb_path.stem)
+        if minutes is None:
+            continue
+        nb = nbformat.read(nb_path, as_version=4)
+        first = nb.cells[0]
+        header = time_header(minutes, recorded.get("machine", "a CPU"))
+        text = TIME_HEADER.sub(lambda _, h=header: h, first.source, count=1)
+        if text != first.source:
+            first.source = text
+            nbformat.write(nb, nb_path)
+            changed.append(nb_path)
+    return changed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sevlm_lib.student", description=__doc__)
-    parser.add_argument("what", choices=["copies", "readme", "timings"],
-                        help="write student/ copies, the README table, or record a run's timings")
+    parser.add_argument("what", choices=["copies", "readme", "timings", "headers"],
+                        help="write student/ copies, the README table, record a run's timings, or rewrite the "
+                        "notebooks' 'Time on a CPU' headers from docs/timings.json")
     parser.add_argument("--from", dest="source", type=Path, default=None,
                         help="timings: a course_timings.json written by `make course` or `make test`")
     parser.add_argument("--machine", default=None,
@@ -238,6 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         machine = args.machine or f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
         print(f"recorded {record_timings(course_root(), data['minutes'], machine)}")
         print(f"updated {update_readme()}")
+    elif args.what == "headers":
+        for p in update_time_headers():
+            print(f"updated {p.relative_to(course_root())}")
     elif args.what == "copies":
         for p in write_student_copies():
             print(f"wrote {p.relative_to(course_root())}")

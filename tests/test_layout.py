@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "tower": 4,
     "recipes": 5,
     "pipeline": 6,
+    "reload": 6,
     "analysis": 7,
     "viz": 7,
     "cli": 8,

@@ -53,3 +53,39 @@ def test_student_copy_stubs_are_labelled_by_their_exercise(path: Path) -> None:
         assert not CONTROL.search(cell.source), f"student {path.name}, cell {i}: control character"
         if cell.cell_type == "code":
             assert "# NBVAL_" not in cell.source, f"student {path.name}, cell {i}: an nbval marker"
+
+
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.stem)
+def test_time_header_states_the_recorded_minutes(path: Path) -> None:
+    """A header's "Time on a CPU" is the last recorded course run's (``student headers`` writes it), never a
+    number typed by hand that goes stale."""
+    import json
+
+    from sevlm_lib.student import TIME_HEADER, TIMINGS, time_header
+
+    recorded = json.loads((ROOT / TIMINGS).read_text())
+    minutes = recorded["minutes"].get(path.stem)
+    if minutes is None:
+        pytest.skip(f"{path.stem} has no recorded minutes")
+    found = TIME_HEADER.search(_read(path).cells[0].source)
+    assert found, f"{path.name}: no '**Time on a CPU**:' paragraph in the first cell"
+    assert found.group(0) == time_header(minutes, recorded["machine"]), (
+        f"{path.name}: the header's time differs from docs/timings.json; run `python -m sevlm_lib.student headers`"
+    )
+
+
+def test_update_time_headers_rewrites_only_that_paragraph(tmp_path: Path) -> None:
+    import json
+
+    from sevlm_lib.student import TIMINGS, time_header, update_time_headers
+
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / TIMINGS).parent.mkdir(parents=True)
+    (tmp_path / TIMINGS).write_text(json.dumps({"minutes": {"01_x": 2.34}, "machine": "a test CPU"}))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 01\n\n**Time on a CPU**: 9 minutes,\nold words.\n\n## Next")]
+    nbformat.write(nb, tmp_path / "notebooks" / "01_x.ipynb")
+    assert update_time_headers(tmp_path) == [tmp_path / "notebooks" / "01_x.ipynb"]
+    text = _read(tmp_path / "notebooks" / "01_x.ipynb").cells[0].source
+    assert text == "# 01\n\n" + time_header(2.34, "a test CPU") + "\n\n## Next"
+    assert update_time_headers(tmp_path) == []  # already up to date
