@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nbclient import NotebookClient
 
-from sevlm_lib.settings import Settings, find_course_root, get_settings
+from sevlm_lib.settings import Settings, apply_threads, find_course_root, get_settings
 from sevlm_lib.student import record_timings, update_readme
 
 PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "pandas", "seaborn", "lemminflect", "pycocoevalcap")
@@ -45,10 +45,13 @@ def check_environment(settings: Settings | None = None, verbose: bool = False) -
             "or run `make setup` (or `pip install -e .`) in the course folder"
         )
     device = settings.resolved_device()
+    threads = apply_threads(settings)
     line = (
         f"SEVLM course ready: profile={settings.profile}, device={device}, seed={settings.seed}, "
         f"torch {versions['torch']}, transformers {versions['transformers']}"
     )
+    if settings.threads is not None:
+        line += f", {threads} CPU thread{'s' if threads != 1 else ''} (SEVLM_THREADS)"
     print(line)
     if verbose:
         for k, v in versions.items():

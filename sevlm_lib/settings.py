@@ -12,6 +12,7 @@ Nothing here runs at import time: call :func:`get_settings` (or ``Settings.from_
 | ``SEVLM_DEVICE`` | ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ... | ``auto`` |
 | ``SEVLM_SEED`` | the seed everything starts from | ``0`` |
 | ``SEVLM_QUIET`` | ``1`` silences progress bars | ``1`` when ``CI`` is set, else ``0`` |
+| ``SEVLM_THREADS`` | torch's CPU threads (``1`` on a machine that other jobs load) | torch's own choice |
 | ``SEVLM_ARTEMIS_CSV`` | ArtEmis v1.0 ``artemis_dataset_release_v0.csv`` | ``<data dir>/artemis/artemis_dataset_release_v0.csv`` |
 | ``SEVLM_CONTRASTIVE_CSV`` | ArtEmis v2.0 ``Contrastive.csv`` (optional) | ``<data dir>/artemis/Contrastive.csv`` |
 | ``SEVLM_WIKIART_DIR`` | WikiArt image root, ``{art_style}/{painting}.jpg`` | ``<data dir>/wikiart`` |
@@ -70,6 +71,7 @@ class Settings:
     device: str = "auto"
     seed: int = 0
     quiet: bool = False
+    threads: int | None = None
     artemis_csv: Path = field(default_factory=lambda: Path("data/artemis/artemis_dataset_release_v0.csv"))
     contrastive_csv: Path = field(default_factory=lambda: Path("data/artemis/Contrastive.csv"))
     wikiart_dir: Path = field(default_factory=lambda: Path("data/wikiart"))
@@ -78,6 +80,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(f"SEVLM_PROFILE={self.profile!r}: expected one of {', '.join(PROFILES)}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"SEVLM_THREADS={self.threads}: expected a positive integer")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -96,6 +100,11 @@ class Settings:
             seed = int(seed_raw)
         except ValueError:
             raise ValueError(f"SEVLM_SEED={seed_raw!r}: expected an integer") from None
+        threads_raw = env.get("SEVLM_THREADS", "").strip()
+        try:
+            threads = int(threads_raw) if threads_raw else None
+        except ValueError:
+            raise ValueError(f"SEVLM_THREADS={threads_raw!r}: expected a positive integer") from None
         values: dict[str, object] = dict(
             profile=env.get("SEVLM_PROFILE", "tiny").strip().lower() or "tiny",
             data_dir=data_dir,
@@ -105,6 +114,7 @@ class Settings:
             device=env.get("SEVLM_DEVICE", "auto").strip() or "auto",
             seed=seed,
             quiet=_flag(env, "SEVLM_QUIET", default=bool(env.get("CI"))),
+            threads=threads,
             artemis_csv=path("SEVLM_ARTEMIS_CSV", data_dir / "artemis" / "artemis_dataset_release_v0.csv"),
             contrastive_csv=path("SEVLM_CONTRASTIVE_CSV", data_dir / "artemis" / "Contrastive.csv"),
             wikiart_dir=path("SEVLM_WIKIART_DIR", data_dir / "wikiart"),
@@ -144,6 +154,16 @@ class Settings:
 def get_settings(**overrides: object) -> Settings:
     """The settings for this process, from the environment (a fresh read on every call)."""
     return Settings.from_env(**overrides)
+
+
+def apply_threads(settings: Settings) -> int:
+    """Give torch ``settings.threads`` CPU threads when set; return the number it now uses.
+
+    On a machine that other jobs load, two processes that each take every core slow each other down many times
+    over (``benchmarks/results/threads.json``); ``SEVLM_THREADS=1`` keeps each at its own speed."""
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    return torch.get_num_threads()
 
 
 def seed_everything(seed: int) -> None:

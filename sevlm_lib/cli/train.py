@@ -42,7 +42,7 @@ from sevlm_lib.features import weights_sha256
 from sevlm_lib.io import write_json
 from sevlm_lib.models.sevlm import SEVLMConfig
 from sevlm_lib.pipeline import load_course_data, train_model, validation_scorer
-from sevlm_lib.settings import PROFILES, Settings, get_settings
+from sevlm_lib.settings import PROFILES, Settings, apply_threads, get_settings
 
 logger = logging.getLogger("sevlm_lib.train")
 
@@ -158,6 +158,7 @@ def _resolve(args: argparse.Namespace) -> tuple[RunConfig, str, Settings, int, s
         )
     profile = args.profile or run_cfg.profile or get_settings().profile
     settings = get_settings(profile=profile)
+    apply_threads(settings)
     seed = (
         args.seed if args.seed is not None else (run_cfg.seed if run_cfg.seed is not None else settings.seed)
     )
