@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -225,12 +226,14 @@ TIME_HEADER = re.compile(r"\*\*Time on a CPU\*\*:.*?(?=\n\s*\n|\Z)", re.DOTALL)
 
 def time_header(minutes: float, machine: str) -> str:
     """The header paragraph for a notebook that took ``minutes`` in the last recorded course run."""
-    return (
-        f"**Time on a CPU**: {minutes:.1f} minutes in the last recorded run of the whole course (`make course`\n"
-        "from an empty runs folder, one notebook after the other, so the runs of earlier notebooks were loaded,\n"
-        f"not trained again), on {machine}. Run alone on an empty runs folder, a notebook also trains what it\n"
-        "needs from earlier ones. On a machine busy with other jobs, set `OMP_NUM_THREADS=1`."
+    text = (
+        f"**Time on a CPU**: {minutes:.1f} minutes in the last recorded run of the whole course (`make course` "
+        "from an empty runs folder, one notebook after the other, so the runs of earlier notebooks were loaded, "
+        f"not trained again), on {machine}. Run alone on an empty runs folder, a notebook also trains what it "
+        "needs from earlier ones. On a machine busy with other jobs, set `SEVLM_THREADS=1` (one torch thread "
+        "per process) before starting Jupyter: processes that each take every core slow each other down."
     )
+    return textwrap.fill(text, width=110, break_on_hyphens=False, break_long_words=False)
 
 
 def update_time_headers(root: Path | None = None) -> list[Path]:
