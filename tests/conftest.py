@@ -29,6 +29,22 @@ def quick_course_tower() -> Iterator[None]:
     mp.undo()
 
 
+@pytest.fixture(scope="module")
+def tok():
+    """The micro tokenizer of ``tests/model_fixtures.py`` (a module may define its own ``tok``)."""
+    from tests.model_fixtures import tokenizer
+
+    return tokenizer()
+
+
+@pytest.fixture(scope="module")
+def builder(tok):
+    """A ``SequenceBuilder`` over ``tok`` with room for 30 tokens (a module may define its own)."""
+    from sevlm_lib.text import SequenceBuilder
+
+    return SequenceBuilder(tok, max_len=30)
+
+
 ARTEMIS_HEADER: tuple[str, ...] = ("art_style", "painting", "emotion", "utterance", "repetition")
 CONTRASTIVE_HEADER: tuple[str, ...] = (*ARTEMIS_HEADER, "anchor_painting")
 

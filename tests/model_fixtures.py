@@ -89,3 +89,24 @@ def small_course_data(root: Path, n_artworks: int = 160) -> Any:
         data = pipeline.load_course_data(settings, progress=False)
     assert len(data.artworks) == n_artworks
     return data
+
+
+def micro_items_and_bank() -> tuple[list[dict[str, str]], Any]:
+    """Five annotations of three paintings (one per emotion, ``TEXTS`` as utterances) and a random image bank."""
+    from sevlm_lib.data.datasets import TensorBank
+
+    emotions = ["awe", "something else", "anger", "sadness", "fear"]
+    items = [
+        {"art_style": "s", "painting": f"p{i % 3}", "emotion": e, "utterance": TEXTS[i]}
+        for i, e in enumerate(emotions)
+    ]
+    g = torch.Generator().manual_seed(0)
+    bank = TensorBank([("s", f"p{i}") for i in range(3)], torch.randn(3, 3, 32, 32, generator=g))
+    return items, bank
+
+
+def micro_vad_head_setup() -> tuple[SequenceBuilder, SEVLM, list[dict[str, str]], Any]:
+    """A builder (24 tokens), a micro model with a VAD head, and ``micro_items_and_bank()``."""
+    tok = tokenizer()
+    items, bank = micro_items_and_bank()
+    return SequenceBuilder(tok, max_len=24), micro_model(tok, seed=1, vad_head=True), items, bank

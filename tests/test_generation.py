@@ -6,18 +6,7 @@ import pytest
 import torch
 
 from sevlm_lib.generation import emotion_distribution, generate
-from sevlm_lib.text import SequenceBuilder
-from tests.model_fixtures import micro_model, tokenizer
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tokenizer()
-
-
-@pytest.fixture(scope="module")
-def builder(tok):
-    return SequenceBuilder(tok, max_len=30)
+from tests.model_fixtures import micro_model
 
 
 def _images(n=6, seed=0):

@@ -19,20 +19,10 @@ from sevlm_lib.models.sevlm import SEVLMConfig, tiny_config
 from sevlm_lib.models.vad_encoder import VADEncoder, VADEncoderConfig, encoder_output_norm, layernorm_circle
 from sevlm_lib.recipes import Recipe, run_name
 from sevlm_lib.text import SequenceBuilder
-from tests.model_fixtures import TEXTS, micro_model, pair_batch, tokenizer
+from tests.model_fixtures import TEXTS, micro_model, pair_batch
 
 # pair_batch's sequences: (emotion, index into TEXTS), ordered [a0, a0', a1, a1', a2, a2']
 PAIRS = [("awe", 0), ("something else", 1), ("anger", 2), ("fear", 4), ("contentment", 3), ("sadness", 4)]
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tokenizer()
-
-
-@pytest.fixture(scope="module")
-def builder(tok):
-    return SequenceBuilder(tok, max_len=30)
 
 
 def ids_of(rows: dict[str, torch.Tensor], i: int) -> list[int]:

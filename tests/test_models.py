@@ -14,16 +14,6 @@ from sevlm_lib.text import SequenceBuilder
 from tests.model_fixtures import micro_model, pair_batch, tokenizer
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return tokenizer()
-
-
-@pytest.fixture(scope="module")
-def builder(tok):
-    return SequenceBuilder(tok, max_len=30)
-
-
 def test_shapes_and_cross_attention(tok, builder):
     model = micro_model(tok)
     batch = pair_batch(builder)
@@ -195,8 +185,7 @@ def test_a_subclass_may_override_embed_with_the_original_signature() -> None:
     """Notebook 03 subclasses SEVLM and overrides ``embed(input_ids, segment_ids, explanation_segment,
     attention_mask=None, state=None)``; the forward pass must still call it (``vad`` only when given)."""
     from sevlm_lib.models.sevlm import SEVLM
-    from sevlm_lib.text import SequenceBuilder
-    from tests.model_fixtures import micro_config, pair_batch, tokenizer
+    from tests.model_fixtures import micro_config, pair_batch
 
     calls = []
 

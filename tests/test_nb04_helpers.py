@@ -95,23 +95,9 @@ def test_implied_vad_by_hand():
 
 @pytest.fixture(scope="module")
 def micro():
-    import torch
+    from tests.model_fixtures import micro_vad_head_setup
 
-    from sevlm_lib.data.datasets import TensorBank
-    from sevlm_lib.text import SequenceBuilder
-    from tests.model_fixtures import TEXTS, micro_model, tokenizer
-
-    tok = tokenizer()
-    builder = SequenceBuilder(tok, max_len=24)
-    model = micro_model(tok, seed=1, vad_head=True)
-    emotions = ["awe", "something else", "anger", "sadness", "fear"]
-    items = [
-        {"art_style": "s", "painting": f"p{i % 3}", "emotion": e, "utterance": TEXTS[i]}
-        for i, e in enumerate(emotions)
-    ]
-    g = torch.Generator().manual_seed(0)
-    bank = TensorBank([("s", f"p{i}") for i in range(3)], torch.randn(3, 3, 32, 32, generator=g))
-    return builder, model, items, bank
+    return micro_vad_head_setup()
 
 
 def test_teacher_forced_vad_matches_the_model_loss_and_targets(micro):

@@ -6,18 +6,7 @@ import pytest
 import torch
 
 from sevlm_lib.analysis.gradients import gradient_survey, loss_gradients
-from sevlm_lib.text import SequenceBuilder
-from tests.model_fixtures import micro_model, pair_batch, tokenizer
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tokenizer()
-
-
-@pytest.fixture(scope="module")
-def builder(tok):
-    return SequenceBuilder(tok, max_len=30)
+from tests.model_fixtures import micro_model, pair_batch
 
 
 def test_gradient_survey_rows_are_loss_gradients_under_seed_plus_batch(tok, builder) -> None:

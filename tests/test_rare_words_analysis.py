@@ -14,23 +14,15 @@ from sevlm_lib.analysis.rare_words import (
     word_contexts,
     word_token_ids,
 )
-from sevlm_lib.data.datasets import TensorBank
 from sevlm_lib.text import SequenceBuilder
-from tests.model_fixtures import TEXTS, micro_model, tokenizer
+from tests.model_fixtures import micro_items_and_bank, micro_model, tokenizer
 
 
 @pytest.fixture(scope="module")
 def micro():
     tok = tokenizer()
-    builder = SequenceBuilder(tok, max_len=24)
-    emotions = ["awe", "something else", "anger", "sadness", "fear"]
-    items = [
-        {"art_style": "s", "painting": f"p{i % 3}", "emotion": e, "utterance": TEXTS[i]}
-        for i, e in enumerate(emotions)
-    ]
-    g = torch.Generator().manual_seed(0)
-    bank = TensorBank([("s", f"p{i}") for i in range(3)], torch.randn(3, 3, 32, 32, generator=g))
-    return tok, builder, items, bank
+    items, bank = micro_items_and_bank()
+    return tok, SequenceBuilder(tok, max_len=24), items, bank
 
 
 def test_texts_with_words_counts_whole_words_only():

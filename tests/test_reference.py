@@ -28,19 +28,9 @@ from sevlm_lib.models.sevlm import (
 )
 from sevlm_lib.models.vad_encoder import VADEncoder, VADEncoderConfig, load_reference_state_dict
 from sevlm_lib.text import SequenceBuilder
-from tests.model_fixtures import TEXTS, micro_config, pair_batch, tokenizer
+from tests.model_fixtures import TEXTS, micro_config, pair_batch
 
 TOL = dict(rtol=1e-5, atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tokenizer()
-
-
-@pytest.fixture(scope="module")
-def builder(tok):
-    return SequenceBuilder(tok, max_len=30)
 
 
 def _set_vad_table(model: SEVLM, n: int) -> None:
