@@ -1,8 +1,9 @@
 """The course itself: the first-cell environment check and ``make course`` (run every notebook in order).
 
 ``python -m sevlm_lib.course run`` executes ``notebooks/NN_*.ipynb`` headless, in order, into
-``{runs_dir}/executed/`` (the committed notebooks are not touched) and records each notebook's minutes in
-``docs/timings.json``, from which the README's notebook table is rewritten (minutes measured, never typed).
+``{runs_dir}/executed/`` (the committed notebooks keep their outputs) and records each notebook's minutes in
+``docs/timings.json``, from which the README's notebook table, each notebook's "Time on a CPU" paragraph and
+the student copies are rewritten (minutes measured, never typed), so the repository stays consistent.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from pathlib import Path
 from nbclient import NotebookClient
 
 from sevlm_lib.settings import Settings, apply_threads, find_course_root, get_settings
-from sevlm_lib.student import record_timings, update_readme
+from sevlm_lib.student import record_timings, update_readme, update_time_headers, write_student_copies
 
 PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "pandas", "seaborn", "lemminflect", "pycocoevalcap")
 MIN_PYTHON = (3, 10)
 
 
 def check_environment(settings: Settings | None = None, verbose: bool = False) -> str:
-    """Check the kernel has what the course needs; return (and print) one friendly line.
+    """Check the kernel has what the course needs, apply ``SEVLM_THREADS`` if set, and return (and print)
+    one friendly line.
 
     Raises ``RuntimeError`` naming what is missing and the one command that fixes it.
     """
@@ -92,7 +94,9 @@ def run_course(settings: Settings | None = None, only: Sequence[str] = (), timeo
     root = find_course_root() or Path.cwd()
     path = record_timings(root, timings, _machine())
     update_readme(root)
-    print(f"timings written to {path} and the README's notebook table")
+    update_time_headers(root)  # the notebooks' "Time on a CPU" and the student copies' estimate follow the run
+    write_student_copies(root)
+    print(f"timings written to {path}, the README's notebook table, the notebooks' time headers and student/")
     return timings
 
 

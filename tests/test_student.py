@@ -65,3 +65,23 @@ def test_student_copy_runs_what_nbval_runs(path):
         assert mine.cell_type == theirs.cell_type, f"cell {i}"
         expected = NBVAL_MARKER.sub("", theirs.source) if theirs.cell_type == "code" else theirs.source
         assert mine.source == expected, f"cell {i} differs from the course notebook's"
+
+
+def test_a_new_course_run_rewrites_time_headers_and_student_estimates(tmp_path):
+    """What ``make course`` does after a run: the headers and the student copies follow the new minutes."""
+    import json
+    import shutil
+
+    from sevlm_lib.student import TIME_HEADER, TIMINGS, record_timings, time_header, update_time_headers
+
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("*.cfg"))
+    first = COURSE[0].stem
+    record_timings(tmp_path, {first: 42.0}, "a test machine")
+    assert json.loads((tmp_path / TIMINGS).read_text())["minutes"] == {first: 42.0}
+    changed = update_time_headers(tmp_path)
+    assert [p.stem for p in changed] == [first]
+    nb = nbformat.read(tmp_path / "notebooks" / f"{first}.ipynb", as_version=4)
+    assert TIME_HEADER.search(nb.cells[0].source).group(0) == time_header(42.0, "a test machine")
+    assert update_time_headers(tmp_path) == []  # nothing left to change
+    (copy,) = [p for p in write_student_copies(tmp_path, tmp_path / "student") if p.stem == first]
+    assert "about 42 min" in nbformat.read(copy, as_version=4).cells[0].source
