@@ -165,17 +165,22 @@ def _vision_config_of(vision: torch.nn.Module) -> dict[str, Any]:
     }
 
 
+def _matchable(value: Any) -> Any:
+    """A manifest field as compared: an encoder's ``description`` is a note for people, not an identity."""
+    return {k: v for k, v in value.items() if k != "description"} if isinstance(value, dict) else value
+
+
 def encoder_identity(
     vision: torch.nn.Module, hub_id: str | None = None, revision: str | None = None
 ) -> dict[str, Any]:
-    """What a cache records about its encoder: sizes, hub id + revision (or a random-init note), weights sha256."""
+    """What a cache records about its encoder: sizes, hub id + revision (or a small-tower note), weights sha256."""
     ident: dict[str, Any] = {"hub_id": hub_id, "revision": revision, **_vision_config_of(vision)}
     ident["weights_sha256"] = weights_sha256(vision)
     ident["description"] = (
         f"{hub_id} @ {revision}"
         if hub_id
-        else f"random-init CLIP tower ({ident['num_layers']} layers, {ident['hidden_size']} wide; the tiny profile's "
-        "tower is fixed by the model seed: see weights_sha256)"
+        else f"small CLIP tower ({ident['num_layers']} layers, {ident['hidden_size']} wide; random-init or "
+        "pre-trained on the course data: weights_sha256 says which weights)"
     )
     return ident
 
@@ -419,7 +424,7 @@ def build_feature_cache(
         old = _read_manifest(manifest_path)
         if "images" not in old and header["images"] is None:
             old["images"] = None  # made before the fingerprint from an in-memory source: nothing to compare
-        diffs = [f for f in _MATCH_FIELDS if old.get(f) != header[f]]
+        diffs = [f for f in _MATCH_FIELDS if _matchable(old.get(f)) != _matchable(header[f])]
         if diffs:
             raise FeatureCacheError(
                 f"{manifest_path}: this folder holds a feature cache made with other settings "

@@ -147,6 +147,37 @@ def test_a_folder_made_with_other_settings_is_never_overwritten(
         build_feature_cache(vision, [*pixels.keys, pixels.keys[0]], pixels, tmp_path / "x")
 
 
+def test_an_encoder_description_is_a_note_not_an_identity(tok, pixels: TensorBank, tmp_path: Path) -> None:
+    """A cache written before a description was reworded is still resumed (the weights decide, not the words)."""
+    vision = micro_model(tok, seed=0).vision
+    build_feature_cache(vision, pixels.keys, pixels, tmp_path, shard_size=4)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["encoder"]["description"] = "random-init CLIP tower (an older wording)"
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    again = build_feature_cache(vision, pixels.keys, pixels, tmp_path, shard_size=4)
+    assert len(again) == len(pixels.keys)
+
+
+def test_the_tiny_profiles_cli_cache_holds_the_course_towers_features(tmp_path: Path, monkeypatch) -> None:
+    """``python -m sevlm_lib.features build --profile tiny`` encodes with the tower the tiny model trains with
+    (pre-trained on the course data), not a random one: same weights, same features up to fp16."""
+    from sevlm_lib import pipeline
+    from sevlm_lib.cli import features as features_cli
+    from sevlm_lib.models.sevlm import tiny_config
+
+    monkeypatch.setenv("SEVLM_QUIET", "1")
+    out = tmp_path / "features"
+    assert features_cli.main(["build", "--profile", "tiny", "--out", str(out), "--num-workers", "0"]) == 0
+    settings = Settings.from_env({**os.environ, "SEVLM_PROFILE": "tiny"})
+    data = pipeline.load_course_data(settings, progress=False)
+    model = pipeline.build_model(data, tiny_config(), settings.seed)
+    cache = FeatureCache(out)
+    assert cache.encoder["weights_sha256"] == weights_sha256(model.vision)
+    keys = data.artwork_keys("test")[:8]
+    ours = pipeline.image_source_for(model, data).batch(keys)["image_features"]
+    torch.testing.assert_close(cache.batch(keys)["image_features"].float(), ours, atol=2e-2, rtol=1e-2)
+
+
 def test_pooling_averages_2x2_blocks_and_the_model_reads_any_token_count(
     tok, pixels: TensorBank, tmp_path: Path
 ) -> None:

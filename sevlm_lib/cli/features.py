@@ -22,6 +22,7 @@ from sevlm_lib.features import (
 )
 from sevlm_lib.models.sevlm import full_config, tiny_config
 from sevlm_lib.models.vision import build_vision_encoder, image_transform
+from sevlm_lib.pipeline import build_model, load_course_data
 from sevlm_lib.settings import get_settings, seed_everything
 
 
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--num-workers", type=int, default=min(8, os.cpu_count() or 1))
     b.add_argument(
-        "--seed", type=int, default=None, help="tiny profile: the model seed that fixes the random tower"
+        "--seed", type=int, default=None, help="a random tower's seed (default: SEVLM_SEED)"
     )
     v = sub.add_parser("verify", help="re-hash every shard of a cache")
     v.add_argument("folder", type=Path)
@@ -62,14 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     settings = get_settings(**({"profile": args.profile} if args.profile else {}))
     cfg = full_config() if settings.profile == "full" else tiny_config()
+    seed = settings.seed if args.seed is None else args.seed
     if settings.profile == "tiny":
         csv, root = ensure_artemis_mini(settings), mini_image_root(settings)
-        seed_everything(settings.seed if args.seed is None else args.seed)
     else:
         csv, root = settings.artemis_csv, settings.wikiart_dir
     df = artemis.load_artemis(csv)
     keys = sorted(set(zip(df["art_style"], df["painting"], strict=True)))
-    vision = build_vision_encoder(cfg.vision).to(settings.resolved_device())
+    if cfg.vision.weights == "tiny-clip":  # the tiny profile's tower is pre-trained on the course data
+        data = load_course_data(settings, progress=not settings.quiet)
+        vision = build_model(data, cfg, seed).vision.to(settings.resolved_device())
+    else:
+        seed_everything(seed)  # a random tower is fixed by the seed; a hub tower by its revision
+        vision = build_vision_encoder(cfg.vision).to(settings.resolved_device())
     images = LazyImages(artemis.ImageResolver(root), image_transform(cfg.vision.image_size))
     out = args.out or default_cache_dir(settings, cfg.vision, args.pool, weights_sha256(vision))
     size = len(keys) * pooled_tokens(cfg.vision.num_patches, args.pool) * cfg.vision.hidden_size * 2
