@@ -19,7 +19,14 @@ from pathlib import Path
 
 from nbclient import NotebookClient
 
-from sevlm_lib.settings import Settings, apply_threads, find_course_root, get_settings
+from sevlm_lib.settings import (
+    COURSE_THREADS,
+    Settings,
+    apply_threads,
+    find_course_root,
+    get_settings,
+    run_workers,
+)
 from sevlm_lib.student import record_timings, update_readme, update_time_headers, write_student_copies
 
 PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "pandas", "seaborn", "lemminflect", "pycocoevalcap")
@@ -27,8 +34,8 @@ MIN_PYTHON = (3, 10)
 
 
 def check_environment(settings: Settings | None = None, verbose: bool = False) -> str:
-    """Check the kernel has what the course needs, apply ``SEVLM_THREADS`` if set, and return (and print)
-    one friendly line.
+    """Check the kernel has what the course needs, apply ``SEVLM_THREADS`` and return (and print) one
+    friendly line.
 
     Raises ``RuntimeError`` naming what is missing and the one command that fixes it.
     """
@@ -52,8 +59,10 @@ def check_environment(settings: Settings | None = None, verbose: bool = False) -
         f"SEVLM course ready: profile={settings.profile}, device={device}, seed={settings.seed}, "
         f"torch {versions['torch']}, transformers {versions['transformers']}"
     )
-    if settings.threads is not None:
+    if settings.threads != COURSE_THREADS:  # (the course's own 2 goes unsaid)
         line += f", {threads} CPU thread{'s' if threads != 1 else ''} (SEVLM_THREADS)"
+    if device == "cpu" and (workers := run_workers(settings)) > 1:
+        line += f", {workers} seeds trained side by side (SEVLM_WORKERS)"
     print(line)
     if verbose:
         for k, v in versions.items():

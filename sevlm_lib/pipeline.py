@@ -40,9 +40,12 @@ from sevlm_lib.data.datasets import (
 )
 from sevlm_lib.data.mini import IMAGES_DIR, ensure_artemis_mini, mini_image_root
 from sevlm_lib.emotions import EMOTIONS
+from sevlm_lib.engine.checkpoint import is_finished
 from sevlm_lib.engine.trainer import train_or_load
+from sevlm_lib.engine.workers import Job, run_jobs
 from sevlm_lib.features import describe_image_source, find_feature_cache
 from sevlm_lib.generation import emotion_distribution, generate
+from sevlm_lib.io import atomic_write_text, write_json
 from sevlm_lib.models.emotion_classifier import EmotionClassifier
 from sevlm_lib.models.sat import SATConfig, SATSpeaker
 from sevlm_lib.models.sevlm import (
@@ -63,7 +66,7 @@ from sevlm_lib.reload import (  # noqa: F401  (re-exported: pipeline.load_from_c
     profile_of,
     resolve_sevlm_checkpoint,
 )
-from sevlm_lib.settings import Settings, get_settings, seed_everything
+from sevlm_lib.settings import Settings, get_settings, run_workers, seed_everything
 from sevlm_lib.text import (
     SequenceBuilder,
     load_gpt2_tokenizer,
@@ -380,9 +383,7 @@ def validation_scorer(data: CourseData, recipe: Recipe) -> Any:
 
     def eval_fn(model: Any) -> dict[str, float]:
         # only what selection reads (the same numbers evaluate_model gives): no emotion distribution, no diversity
-        preds = generate_for_split(
-            model, data, "val", max_new_tokens=recipe.max_new_tokens, with_distribution=False
-        )
+        preds = generate_for_split(model, data, "val", max_new_tokens=recipe.max_new_tokens, with_distribution=False)
         expl = {k: (e if e else "") for k, e in zip(keys, preds["explanation"], strict=True)}
         caption = scorer.score(expl, {k: refs[k] for k in keys})
         return {
@@ -589,12 +590,7 @@ def majority_accuracy(data: CourseData, split: str = "test", rule: str = "artemi
 
 def write_metrics(settings: Settings, notebook: str, values: dict[str, Any]) -> Path:
     """Write ``{runs_dir}/{notebook}/metrics.json`` (sorted keys, atomically)."""
-    folder = settings.run_dir(notebook)
-    path = folder / "metrics.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(values, indent=1, sort_keys=True, default=jsonable))
-    tmp.replace(path)
-    return path
+    return write_json(settings.run_dir(notebook) / "metrics.json", values, sort_keys=True, default=jsonable)
 
 
 def read_metrics(settings: Settings, notebook: str) -> dict[str, Any] | None:
@@ -608,6 +604,22 @@ def jsonable(x: Any) -> Any:
     if isinstance(x, Path):
         return str(x)
     raise TypeError(f"cannot write {type(x).__name__} to metrics.json")
+
+
+def train_side_by_side(
+    data: CourseData, config: SEVLMConfig, recipe: Recipe, seeds: Sequence[int], name: str
+) -> None:
+    """Train the unfinished seeds in ``run_workers`` worker processes (``SEVLM_WORKERS``), each with the
+    notebook's threads, so each gives the numbers it would give in-process; nothing happens with one worker."""
+    workers = run_workers(data.settings)
+    todo = [s for s in seeds if workers > 1 and not is_finished(data.settings.checkpoint_dir / name / f"seed-{s}")]
+    if len(todo) < 2:
+        return
+    sources = {id(x): x for x in (image_source_for(build_model(data, config, s), data) for s in todo)}
+    images = next(iter(sources.values())) if len(sources) == 1 else data.images  # one tower's features: no pixels
+    shipped = replace(data, settings=data.settings.with_(quiet=True), images=images)  # (and no progress bars)
+    jobs = [Job(f"{name} seed {s}", train_model, (shipped, config, recipe), {"seed": s, "name": name}) for s in todo]
+    run_jobs(jobs, workers, data.settings.threads, quiet=data.settings.quiet)
 
 
 def train_and_evaluate(
@@ -629,6 +641,7 @@ def train_and_evaluate(
     recipe = recipe or recipe_for(data.profile)
     name = name or run_name(config, recipe)
     classifier = classifier if classifier is not None else train_emotion_classifier(data)
+    train_side_by_side(data, config, recipe, seeds, name)
     rows = []
     for seed in seeds:
         cache = data.settings.runs_dir / "eval" / name / f"seed-{seed}.json"
@@ -654,12 +667,9 @@ def train_and_evaluate(
             "n_params": trained.model.count_parameters()["trainable"],
             **metrics,
         }
-        cache.parent.mkdir(parents=True, exist_ok=True)
         # the predictions too, with the run's fingerprint: notebook 07 re-scores them without decoding again
         saved_predictions = {"run": getattr(trained.history, "fingerprint", None), "predictions": preds.to_dict(orient="records")}
-        tmp = cache.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"key": key, "row": row, **saved_predictions}, default=jsonable))
-        tmp.replace(cache)
+        atomic_write_text(cache, json.dumps({"key": key, "row": row, **saved_predictions}, default=jsonable))
         rows.append(row)
     return rows
 

@@ -12,11 +12,17 @@ Nothing here runs at import time: call :func:`get_settings` (or ``Settings.from_
 | ``SEVLM_DEVICE`` | ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ... | ``auto`` |
 | ``SEVLM_SEED`` | the seed everything starts from | ``0`` |
 | ``SEVLM_QUIET`` | ``1`` silences progress bars | ``1`` when ``CI`` is set, else ``0`` |
-| ``SEVLM_THREADS`` | torch's CPU threads (``1`` on a machine that other jobs load) | torch's own choice |
+| ``SEVLM_THREADS`` | torch's CPU threads per process; ``auto``: torch's own choice | ``2`` (see below) |
+| ``SEVLM_WORKERS`` | training runs at once, each in its own process (CPU only) | ``auto``: cores // threads |
 | ``SEVLM_ARTEMIS_CSV`` | ArtEmis v1.0 ``artemis_dataset_release_v0.csv`` | ``<data dir>/artemis/artemis_dataset_release_v0.csv`` |
 | ``SEVLM_CONTRASTIVE_CSV`` | ArtEmis v2.0 ``Contrastive.csv`` (optional) | ``<data dir>/artemis/Contrastive.csv`` |
 | ``SEVLM_WIKIART_DIR`` | WikiArt image root, ``{art_style}/{painting}.jpg`` | ``<data dir>/wikiart`` |
 | ``SEVLM_NRC_VAD`` | an NRC-VAD lexicon file (optional; Warriner otherwise) | ``<data dir>/lexicons/NRC-VAD-Lexicon.txt`` |
+
+A run's numbers depend on how many threads computed it (floating-point sums split differently), not on the
+machine's cores: 2 threads on one core give the same bits as 2 threads on two. So the course fixes its
+threads at :data:`COURSE_THREADS`, the count its recorded outputs were made with, and uses a larger machine
+by training several runs (the seeds of a variant) side by side in worker processes instead.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import torch
 PROFILES = ("tiny", "full")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+COURSE_THREADS = 2  # the threads per process the committed notebook outputs were computed with
 
 
 def find_course_root(start: Path | None = None) -> Path | None:
@@ -71,7 +78,8 @@ class Settings:
     device: str = "auto"
     seed: int = 0
     quiet: bool = False
-    threads: int | None = None
+    threads: int | None = COURSE_THREADS  # None: torch's own choice
+    workers: int | None = None  # None: as many as the cores allow (:func:`run_workers`)
     artemis_csv: Path = field(default_factory=lambda: Path("data/artemis/artemis_dataset_release_v0.csv"))
     contrastive_csv: Path = field(default_factory=lambda: Path("data/artemis/Contrastive.csv"))
     wikiart_dir: Path = field(default_factory=lambda: Path("data/wikiart"))
@@ -81,7 +89,9 @@ class Settings:
         if self.profile not in PROFILES:
             raise ValueError(f"SEVLM_PROFILE={self.profile!r}: expected one of {', '.join(PROFILES)}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"SEVLM_THREADS={self.threads}: expected a positive integer")
+            raise ValueError(f"SEVLM_THREADS={self.threads}: expected a positive integer or auto")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"SEVLM_WORKERS={self.workers}: expected a positive integer or auto")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -100,11 +110,8 @@ class Settings:
             seed = int(seed_raw)
         except ValueError:
             raise ValueError(f"SEVLM_SEED={seed_raw!r}: expected an integer") from None
-        threads_raw = env.get("SEVLM_THREADS", "").strip()
-        try:
-            threads = int(threads_raw) if threads_raw else None
-        except ValueError:
-            raise ValueError(f"SEVLM_THREADS={threads_raw!r}: expected a positive integer") from None
+        threads = _count(env, "SEVLM_THREADS", COURSE_THREADS)
+        workers = _count(env, "SEVLM_WORKERS", None)
         values: dict[str, object] = dict(
             profile=env.get("SEVLM_PROFILE", "tiny").strip().lower() or "tiny",
             data_dir=data_dir,
@@ -115,6 +122,7 @@ class Settings:
             seed=seed,
             quiet=_flag(env, "SEVLM_QUIET", default=bool(env.get("CI"))),
             threads=threads,
+            workers=workers,
             artemis_csv=path("SEVLM_ARTEMIS_CSV", data_dir / "artemis" / "artemis_dataset_release_v0.csv"),
             contrastive_csv=path("SEVLM_CONTRASTIVE_CSV", data_dir / "artemis" / "Contrastive.csv"),
             wikiart_dir=path("SEVLM_WIKIART_DIR", data_dir / "wikiart"),
@@ -156,14 +164,47 @@ def get_settings(**overrides: object) -> Settings:
     return Settings.from_env(**overrides)
 
 
+def _count(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """A positive count from ``env[name]``; ``auto`` gives None, unset gives ``default``."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw == "auto":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a positive integer or auto") from None
+
+
 def apply_threads(settings: Settings) -> int:
-    """Give torch ``settings.threads`` CPU threads when set; return the number it now uses.
+    """Give torch ``settings.threads`` CPU threads (unless ``auto``); return the number it now uses.
 
     On a machine that other jobs load, two processes that each take every core slow each other down many times
-    over (``benchmarks/results/threads.json``); ``SEVLM_THREADS=1`` keeps each at its own speed."""
+    over (``benchmarks/results/threads.json``); ``SEVLM_THREADS=1`` keeps each at its own speed (and changes
+    the numbers in their last digits)."""
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
     return torch.get_num_threads()
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity masks
+        return os.cpu_count() or 1
+
+
+def run_workers(settings: Settings) -> int:
+    """How many training runs go side by side: ``SEVLM_WORKERS``, else ``cores // threads`` (at least 1).
+
+    A GPU trains one run at a time (its memory, not the cores, is what runs share)."""
+    if settings.workers is not None:
+        return settings.workers
+    if settings.resolved_device() != "cpu":
+        return 1
+    return max(1, usable_cores() // (settings.threads or torch.get_num_threads()))
 
 
 def seed_everything(seed: int) -> None:

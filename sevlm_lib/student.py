@@ -231,7 +231,8 @@ def time_header(minutes: float, machine: str) -> str:
         "from an empty runs folder, one notebook after the other, so the runs of earlier notebooks were loaded, "
         f"not trained again), on {machine}. Run alone on an empty runs folder, a notebook also trains what it "
         "needs from earlier ones. On a machine busy with other jobs, set `SEVLM_THREADS=1` (one torch thread "
-        "per process) before starting Jupyter: processes that each take every core slow each other down."
+        "per process, instead of the course's 2) before starting Jupyter: processes whose threads share cores "
+        "slow each other down. The last digits of the numbers then change."
     )
     return textwrap.fill(text, width=110, break_on_hyphens=False, break_long_words=False)
 

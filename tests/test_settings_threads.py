@@ -1,15 +1,16 @@
-"""SEVLM_THREADS: read, checked and applied."""
+"""SEVLM_THREADS: read, checked and applied; the course's numbers come from its fixed thread count."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sevlm_lib.settings import Settings, apply_threads
+from sevlm_lib.settings import COURSE_THREADS, Settings, apply_threads
 
 
-def test_threads_default_is_torch_choice():
-    settings = Settings.from_env({})
+def test_threads_default_is_the_courses_and_auto_is_torch_choice():
+    assert Settings.from_env({}).threads == COURSE_THREADS == 2
+    settings = Settings.from_env({"SEVLM_THREADS": " Auto "})
     assert settings.threads is None
     before = torch.get_num_threads()
     assert apply_threads(settings) == before

@@ -222,6 +222,12 @@ def latest_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> Path | None:
     return None
 
 
+def is_finished(checkpoint_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``checkpoint_dir``'s latest checkpoint ends a finished run (its fingerprint is not checked)."""
+    found = latest_checkpoint(checkpoint_dir)
+    return found is not None and bool(read_json(found / STATE_FILE).get("finished", False))
+
+
 def best_checkpoint(checkpoint_dir: str | os.PathLike[str], name: str = BEST_DIR) -> Path | None:
     """``{checkpoint_dir}/best`` (the best evaluation so far; ``name="best-bleu4"`` for a selection metric), or
     ``None`` if no evaluation was monitored."""
