@@ -77,7 +77,9 @@ def notebooks(root: Path | None = None) -> list[Path]:
 
 
 def run_course(settings: Settings | None = None, only: Sequence[str] = (), timeout: int = 7200) -> dict[str, float]:
-    """Execute every notebook in order into ``{runs_dir}/executed``; return minutes per notebook.
+    """Execute every notebook in order into ``{runs_dir}/executed``; return minutes per notebook. A whole run
+    records its minutes (``docs/timings.json``, the README table, the time headers, ``student/``); ``only``
+    runs a part and records nothing.
 
     ``timeout`` (seconds per cell) only guards against a hung kernel: a slow laptop must never hit it."""
     import nbformat
@@ -100,6 +102,9 @@ def run_course(settings: Settings | None = None, only: Sequence[str] = (), timeo
         timings[nb_path.stem] = round((time.perf_counter() - t0) / 60, 2)
         print(f"  done in {timings[nb_path.stem]:.1f} min", flush=True)
 
+    if only:  # the recorded minutes are those of a whole course run (the headers say so): a part is not one
+        print("minutes not recorded: --only runs part of the course, often with earlier runs already trained")
+        return timings
     root = find_course_root() or Path.cwd()
     path = record_timings(root, timings, _machine())
     update_readme(root)

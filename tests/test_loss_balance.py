@@ -171,8 +171,8 @@ def test_control_rejection_by_hand(tok, builder) -> None:
     model = micro_model(tok, seed=2, contrastive=True)
     batch = pair_batch(builder)
     got = control_rejection(model, batch, seed=5)
-    assert set(got) == {"words_swapped", "prompt_swapped", "n"} and got["n"] == 6
-    assert all(0.0 <= got[k] <= 1.0 for k in ("words_swapped", "prompt_swapped"))
+    assert set(got) == {"words_swapped", "other_words", "prompt_swapped", "n"} and got["n"] == 6
+    assert all(0.0 <= got[k] <= 1.0 for k in ("words_swapped", "other_words", "prompt_swapped"))
     scores = control_scores(model, batch, seed=5)
     donors = scores["words_from"].tolist()
     assert all(d // 2 != i // 2 and d % 2 == i % 2 for i, d in enumerate(donors))  # another artwork, same slot
@@ -185,15 +185,27 @@ def test_control_rejection_by_hand(tok, builder) -> None:
         pos = model.scorer(image, emotion, masked_mean(hidden, batch["explanation_mask"]))
         hand = {}
         for name, pairs in {
-            "words_swapped": [(PAIRS[i][0], PAIRS[d][1]) for i, d in enumerate(donors)],
+            "words_swapped": [(PAIRS[i][0], PAIRS[i ^ 1][1]) for i in range(6)],
+            "other_words": [(PAIRS[i][0], PAIRS[d][1]) for i, d in enumerate(donors)],
             "prompt_swapped": [(PAIRS[i ^ 1][0], PAIRS[i][1]) for i in range(6)],
         }.items():
             rows = hand_rows(builder, pairs)
             control = model.scorer(image, emotion, masked_mean(model.text_hidden(rows, memory), rows["explanation_mask"]))
             torch.testing.assert_close(scores[name], control, rtol=1e-5, atol=1e-5)
             hand[name] = float((pos > control).float().mean())
-    assert got["words_swapped"] == pytest.approx(hand["words_swapped"])
-    assert got["prompt_swapped"] == pytest.approx(hand["prompt_swapped"])
+    for name in ("words_swapped", "other_words", "prompt_swapped"):
+        assert got[name] == pytest.approx(hand[name]), name
+
+
+def test_words_swapped_is_the_closed_heads_own_negative_1(tok, builder) -> None:
+    """The issue's "words swapped" control is negative 1 encoded under the positive's prompt: for a head trained
+    with the shortcut closed it is exactly the negative 1 the forward pass scores."""
+    model = micro_model(tok, seed=4, contrastive=True, negative_prompt="positive").eval()
+    batch = pair_batch(builder)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        out = model(batch)
+    torch.testing.assert_close(control_scores(model, batch)["words_swapped"], out.scores["neg_emotion"])
 
 
 # ------------------------------------------------------------------------------ the heads' own group

@@ -232,7 +232,7 @@ def test_split_control_rejection_covers_every_item(small_data) -> None:
     model = pipeline.build_model(small_data, recipes.model_config_for("tiny", contrastive=True), seed=0)
     got = analysis.split_control_rejection(model, small_data, "train", batch_size=8, seed=1)
     assert got["n"] == 2 * len(items)
-    assert all(0.0 <= got[k] <= 1.0 for k in ("words_swapped", "prompt_swapped"))
+    assert all(0.0 <= got[k] <= 1.0 for k in ("words_swapped", "other_words", "prompt_swapped"))
     assert analysis.split_control_rejection(model, small_data, "train", batch_size=8, seed=1) == got
     with pytest.raises(ValueError, match="contrastive head"):
         base = pipeline.build_model(small_data, recipes.model_config_for("tiny"), seed=0)

@@ -85,3 +85,15 @@ def test_a_new_course_run_rewrites_time_headers_and_student_estimates(tmp_path):
     assert update_time_headers(tmp_path) == []  # nothing left to change
     (copy,) = [p for p in write_student_copies(tmp_path, tmp_path / "student") if p.stem == first]
     assert "about 42 min" in nbformat.read(copy, as_version=4).cells[0].source
+
+
+def test_a_partial_course_run_records_no_minutes(tmp_path, monkeypatch, capsys) -> None:
+    """``course run --only`` executes a part of the course, often on runs already trained: its minutes would
+    pass for a whole run's in the headers and tables, so nothing is recorded."""
+    from sevlm_lib import course
+
+    recorded = []
+    monkeypatch.setattr(course, "record_timings", lambda *a, **k: recorded.append(a))
+    settings = course.get_settings(runs_dir=tmp_path)
+    assert course.run_course(settings, only=("99",)) == {}
+    assert recorded == [] and "not recorded" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """Notebook 05's analysis: the embeddings the contrastive head scores, for pairs of annotations and single
-sequences, and how often the head rejects two control negatives (:func:`control_rejection`)."""
+sequences, and how often the head rejects three control negatives (:func:`control_rejection`)."""
 
 from __future__ import annotations
 
@@ -175,19 +175,25 @@ def sequence_embeddings(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Does the head read the explanation words or the prompt? Two control negatives
+# Does the head read the explanation words or the prompt? Three control negatives
 # ---------------------------------------------------------------------------------------------------------
+
+
+CONTROLS = ("words_swapped", "other_words", "prompt_swapped")
 
 
 @torch.no_grad()
 def control_scores(model: SEVLM, batch: dict[str, torch.Tensor], *, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The head's scores ``[N]`` for each positive triple and two control negatives of a pair batch.
+    """The head's scores ``[N]`` for each positive triple and three control negatives of a pair batch.
 
-    * ``words_swapped``: the positive's prompt (its own emotion) with the explanation segment of the same slot
-      of another artwork (a derangement of the artworks drawn with ``torch.Generator().manual_seed(seed)``;
-      ``words_from`` holds the donor rows): only the words are wrong;
-    * ``prompt_swapped``: the positive's explanation segment under its partner's prompt (the same artwork's
-      other annotation, whose emotion differs): only the prompt is wrong.
+    * ``words_swapped``: negative 1's words under the positive's prompt: the partner's explanation segment
+      (the same artwork's other annotation, whose emotion differs) after the positive's own prompt. Only the
+      words are wrong, and only in their emotion;
+    * ``other_words``: the explanation segment of the same slot of another artwork (a derangement of the
+      artworks drawn with ``torch.Generator().manual_seed(seed)``; ``words_from`` holds the donor rows) after
+      the positive's prompt: the words are wrong in their content too, so the image can give them away;
+    * ``prompt_swapped``: the positive's explanation segment under its partner's prompt: only the prompt is
+      wrong.
 
     Each is scored as ``scorer(image, emotion embedding of the positive, explanation embedding of the control
     row)``, the row re-encoded by the decoder. A head that reads the words rejects ``words_swapped`` and is
@@ -208,7 +214,8 @@ def control_scores(model: SEVLM, batch: dict[str, torch.Tensor], *, seed: int = 
     ids = {"pad_id": cfg.pad_id, "explanation_segment_id": cfg.explanation_segment_id}
     scores = {"pos": model.scorer(image, emotion, explanation), "words_from": words_from}
     for name, (prompt_rows, word_rows) in {
-        "words_swapped": (own, words_from),
+        "words_swapped": (own, batch["pair_index"]),
+        "other_words": (own, words_from),
         "prompt_swapped": (batch["pair_index"], own),
     }.items():
         rows = splice_sequences(batch, prompt_rows, word_rows, **ids)
@@ -219,14 +226,11 @@ def control_scores(model: SEVLM, batch: dict[str, torch.Tensor], *, seed: int = 
 
 def control_rejection(model: SEVLM, batch: dict[str, torch.Tensor], *, seed: int = 0) -> dict[str, float]:
     """The share of a pair batch's items whose positive outscores each control negative (ties fail):
-    ``{"words_swapped": .., "prompt_swapped": .., "n": N}`` (see :func:`control_scores`). Eval mode."""
+    ``{"words_swapped": .., "other_words": .., "prompt_swapped": .., "n": N}`` (see :func:`control_scores`).
+    Eval mode."""
     model.eval()
     s = control_scores(model, batch, seed=seed)
-    return {
-        "words_swapped": float((s["pos"] > s["words_swapped"]).float().mean()),
-        "prompt_swapped": float((s["pos"] > s["prompt_swapped"]).float().mean()),
-        "n": len(s["pos"]),
-    }
+    return {**{k: float((s["pos"] > s[k]).float().mean()) for k in CONTROLS}, "n": len(s["pos"])}
 
 
 def split_control_rejection(
@@ -240,7 +244,7 @@ def split_control_rejection(
 ) -> dict[str, float]:
     """:func:`control_rejection` over every two-annotation item of ``split`` (batched as in
     :func:`pair_embeddings`; batch ``b``'s derangement seeded ``seed * 1_000_003 + b``), item-weighted."""
-    hits = {"words_swapped": 0.0, "prompt_swapped": 0.0}
+    hits = dict.fromkeys(CONTROLS, 0.0)
     total = 0
     for b, _, _, batch in _split_pair_batches(model, data, split, batch_size, seed, images, "split_control_rejection"):
         r = control_rejection(model, batch, seed=seed * 1_000_003 + b)
