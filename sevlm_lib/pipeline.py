@@ -292,7 +292,7 @@ def course_tower_state(
     data: CourseData, vision_config: VisionConfig, pretraining: TowerPretraining | None = None
 ) -> dict[str, torch.Tensor]:
     """The tiny-CLIP state dict for ``data`` (tower under ``vision.``): read from ``{cache_dir}/towers/`` or
-    pre-trained on the training split's (image, explanation) pairs first (about a minute on a CPU)."""
+    pre-trained on the training split's (image, explanation) pairs first (seconds on an idle CPU)."""
     if vision_config.hub_id is not None:
         raise ValueError(f"{vision_config.hub_id} is a hub tower: only the small course tower is pre-trained here")
     p = pretraining or COURSE_TOWER
