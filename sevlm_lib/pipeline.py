@@ -612,7 +612,7 @@ def train_side_by_side(
     """Train the unfinished seeds in ``run_workers`` worker processes (``SEVLM_WORKERS``), each with the
     notebook's threads, so each gives the numbers it would give in-process; nothing happens with one worker."""
     workers = run_workers(data.settings)
-    todo = [s for s in seeds if workers > 1 and not is_finished(data.settings.checkpoint_dir / name / f"seed-{s}")]
+    todo = [s for s in seeds if not is_finished(data.settings.checkpoint_dir / name / f"seed-{s}")] if workers > 1 else []
     if len(todo) < 2:
         return
     sources = {id(x): x for x in (image_source_for(build_model(data, config, s), data) for s in todo)}

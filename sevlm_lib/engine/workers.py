@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from sevlm_lib.io import write_json
+
 POLL_SECONDS = 0.2
 
 
@@ -131,10 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         job.fn(*job.args, **job.kwargs)
     except Exception as err:
-        report = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
-        Path(result).write_text(json.dumps(report), encoding="utf-8")
+        write_json(result, {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()})
         return 1
-    Path(result).write_text(json.dumps({"seconds": time.perf_counter() - t0}), encoding="utf-8")
+    write_json(result, {"seconds": time.perf_counter() - t0})
     return 0
 
 
