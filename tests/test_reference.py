@@ -453,7 +453,9 @@ def test_default_mode_is_unchanged(tok, builder, variant):
     want = BEFORE[variant]
     for k in ("xe", "vad", "contrastive"):
         assert float(out.losses[k]) == pytest.approx(want[k], rel=1e-6), k
-    assert float((out.hidden_states.double() * w).sum()) == pytest.approx(want["hidden_w"], rel=1e-5)
+    # a weighted sum over every hidden state: another CPU model's rounding moves it by ~1.4e-5 (AMD EPYC vs the
+    # Intel Xeon these numbers came from), while the losses above still agree to 1e-6
+    assert float((out.hidden_states.double() * w).sum()) == pytest.approx(want["hidden_w"], rel=1e-4)
     assert float(out.vad_pred.double().sum()) == pytest.approx(want["vad_pred"], rel=1e-5)
     got_scores = [float(out.scores[k].double().sum()) for k in ("pos", "neg_emotion", "neg_visual")]
     assert got_scores == pytest.approx(want["scores"], rel=1e-5)
